@@ -1,0 +1,24 @@
+//! Ferrite's runtime, with no sockets: tensors and data types, errors, model configuration,
+//! the model repository, the driver host, scheduling, statistics, and the [`Server`] facade
+//! that every frontend calls.
+
+pub mod clock;
+pub mod config;
+pub mod driver;
+pub mod error;
+pub mod model;
+pub mod normalize;
+pub mod postprocess;
+pub mod repository;
+pub mod request;
+pub mod server;
+pub mod stats;
+pub mod tensor;
+
+pub use error::{Error, ErrorCode, Result};
+pub use model::ResponseStream;
+pub use request::{InferenceRequest, InferenceResponse, Parameters, RequestedOutput};
+pub use server::{
+    IndexEntry, ModelMetadata, ModelState, Server, ServerMetadata, ServerOptions, TensorMetadata,
+};
+pub use tensor::{DataType, Tensor};

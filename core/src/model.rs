@@ -1,0 +1,409 @@
+//! A loaded model version: its effective configuration, its driver model, its instances (one
+//! OS thread each, owning the driver instance, fed by the model's bounded queue) and its
+//! statistics.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use ferrite_driver_abi as abi;
+use tokio::sync::mpsc;
+
+use crate::config::{self, InstanceKind, ModelConfig};
+use crate::driver::{
+    DriverInstance, DriverModel, DriverRegistry, ExecRequest, InstanceRequest, ModelLoadRequest,
+    RawOutput, RequestSlot, ResponseSink,
+};
+use crate::postprocess::{self, OutputSpec};
+use crate::repository::{self, ModelDir};
+use crate::request::{InferenceRequest, InferenceResponse};
+use crate::stats::{Execution, StatsCollector};
+use crate::{Error, Result, clock};
+
+/// Requests a model's queue holds before it refuses more.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// The stream of responses to one request (one, then the stream ends, for ordinary models).
+pub type ResponseStream = mpsc::UnboundedReceiver<Result<InferenceResponse>>;
+
+/// What a queued request carries.
+struct Job {
+    request: InferenceRequest,
+    batch_size: u64,
+    enqueued_ns: u64,
+    sink: RequestSink,
+}
+
+/// The parts of a loaded model its instance threads and response sinks share.
+struct Shared {
+    name: String,
+    version: i64,
+    batching: bool,
+    outputs: Vec<OutputSpec>,
+    stats: StatsCollector,
+}
+
+pub struct LoadedModel {
+    shared: Arc<Shared>,
+    config: ModelConfig,
+    config_json: serde_json::Value,
+    queue: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    driver_name: String,
+}
+
+/// Options that shape loading.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Let drivers fill in what config.pbtxt leaves out.
+    pub auto_complete: bool,
+    pub gpu_available: bool,
+}
+
+/// Reads and checks a model's configuration (before any driver is involved).
+pub fn read_config(dir: &ModelDir, opts: LoadOptions) -> Result<ModelConfig> {
+    let mut config = config::read(&dir.path, &dir.name, opts.auto_complete)?;
+    if config.platform.is_empty() && config.backend.is_empty() {
+        detect_platform(&dir.path, &mut config);
+    }
+    Ok(config)
+}
+
+/// Triton's platform detection for models without one: by the model file's name.
+fn detect_platform(model_dir: &Path, config: &mut ModelConfig) {
+    let has = |file: &str| {
+        repository::versions(model_dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|v| model_dir.join(v.to_string()).join(file).exists())
+    };
+    let file = if config.default_model_filename.is_empty() {
+        "model.onnx".to_string()
+    } else {
+        config.default_model_filename.clone()
+    };
+    if file.ends_with(".onnx") && has(&file) {
+        config.platform = "onnxruntime_onnx".into();
+        config.backend = "onnxruntime".into();
+    }
+}
+
+fn instance_kind(group_kind: i32) -> u32 {
+    match InstanceKind::try_from(group_kind) {
+        Ok(InstanceKind::Gpu) => abi::INSTANCE_KIND_GPU,
+        Ok(InstanceKind::Model) => abi::INSTANCE_KIND_MODEL,
+        _ => abi::INSTANCE_KIND_CPU,
+    }
+}
+
+impl LoadedModel {
+    /// Loads one version: the driver loads (and may auto-complete) it, Triton's defaults are
+    /// applied, the result is validated, labels are read and the instances start.
+    pub fn load(
+        drivers: &DriverRegistry,
+        dir: &ModelDir,
+        base_config: &ModelConfig,
+        version: i64,
+        opts: LoadOptions,
+    ) -> Result<LoadedModel> {
+        let mut config = base_config.clone();
+        // The driver is chosen by backend/platform and the first group's kind.
+        let mut probe = config.clone();
+        config::normalize(&mut probe, opts.gpu_available);
+        let kind = instance_kind(probe.instance_group[0].kind);
+        let driver = drivers.find(&probe.backend, &probe.platform, kind)?;
+
+        let version_path = dir.path.join(version.to_string());
+        let (driver_model, new_config) = driver.load_model(&ModelLoadRequest {
+            name: &dir.name,
+            version,
+            model_path: &dir.path,
+            version_path: &version_path,
+            config_json: config::to_json(&config).to_string(),
+            auto_complete: opts.auto_complete,
+        })?;
+        if let Some(json) = new_config {
+            let value: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+                Error::internal(format!(
+                    "driver '{}' returned invalid configuration JSON: {e}",
+                    driver.name
+                ))
+            })?;
+            config = config::from_json(&value)?;
+        }
+        config::normalize(&mut config, opts.gpu_available);
+        let issues = config::validate(&config);
+        if !issues.is_empty() {
+            let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
+            return Err(Error::invalid_arg(format!(
+                "invalid model configuration for '{}' ({}): {}",
+                dir.name,
+                dir.path.join(config::CONFIG_FILE).display(),
+                list.join("; ")
+            )));
+        }
+
+        let mut outputs = Vec::new();
+        for o in &config.output {
+            let labels = if o.label_filename.is_empty() {
+                Vec::new()
+            } else {
+                repository::read_labels(&dir.path, &o.label_filename)?
+            };
+            outputs.push(OutputSpec {
+                name: o.name.clone(),
+                labels,
+            });
+        }
+        let shared = Arc::new(Shared {
+            name: dir.name.clone(),
+            version,
+            batching: config.max_batch_size > 0,
+            outputs,
+            stats: StatsCollector::default(),
+        });
+        let config_json = config::to_json(&config);
+        let config_text = config_json.to_string();
+        let driver_model = Arc::new(driver_model);
+
+        // Create every instance before starting any thread, so a failure leaves nothing running.
+        let mut instances = Vec::new();
+        for group in &config.instance_group {
+            let kind = instance_kind(group.kind);
+            let devices: Vec<i32> = if kind == abi::INSTANCE_KIND_GPU {
+                if group.gpus.is_empty() {
+                    vec![0]
+                } else {
+                    group.gpus.clone()
+                }
+            } else {
+                vec![-1]
+            };
+            for device in devices {
+                for _ in 0..group.count {
+                    let name = format!("{}_{}", group.name, instances.len());
+                    let instance =
+                        create_instance(&driver_model, &name, kind, device, &config_text)?;
+                    instances.push((name, instance));
+                }
+            }
+        }
+
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE_CAPACITY);
+        let mut threads = Vec::new();
+        for (name, instance) in instances {
+            let rx = rx.clone();
+            let shared = Arc::clone(&shared);
+            let thread = std::thread::Builder::new()
+                .name(format!("inst-{name}"))
+                .spawn(move || run_instance(instance, rx, shared))
+                .map_err(|e| {
+                    Error::internal(format!("failed to start instance thread {name}: {e}"))
+                })?;
+            threads.push(thread);
+        }
+        Ok(LoadedModel {
+            shared,
+            config,
+            config_json,
+            queue: Some(tx),
+            threads,
+            driver_name: driver.name.clone(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+    pub fn version(&self) -> i64 {
+        self.shared.version
+    }
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    /// The effective configuration as Triton's HTTP API shows it.
+    pub fn config_json(&self) -> &serde_json::Value {
+        &self.config_json
+    }
+    pub fn driver_name(&self) -> &str {
+        &self.driver_name
+    }
+    pub fn stats(&self) -> crate::stats::ModelStats {
+        self.shared
+            .stats
+            .snapshot(&self.shared.name, self.shared.version)
+    }
+
+    /// Validates and queues a request; responses arrive on the returned stream.
+    pub fn enqueue(
+        &self,
+        mut request: InferenceRequest,
+        received_ns: u64,
+    ) -> Result<ResponseStream> {
+        let batch_size = crate::normalize::prepare(&self.config, &mut request)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sink = RequestSink {
+            tx,
+            shared: Arc::clone(&self.shared),
+            id: request.id.clone(),
+            requested: request.outputs.clone(),
+            received_ns,
+        };
+        let job = Job {
+            request,
+            batch_size,
+            enqueued_ns: clock::now_ns(),
+            sink,
+        };
+        let queue = self.queue.as_ref().ok_or_else(|| {
+            Error::unavailable(format!("model '{}' is unloading", self.shared.name))
+        })?;
+        match queue.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(Error::unavailable(format!(
+                "Exceeds maximum queue size for model '{}'",
+                self.shared.name
+            ))),
+            Err(TrySendError::Disconnected(_)) => Err(Error::unavailable(format!(
+                "model '{}' is unloading",
+                self.shared.name
+            ))),
+        }
+    }
+}
+
+impl Drop for LoadedModel {
+    /// Closes the queue; instance threads finish what was queued, then destroy their
+    /// instances. The driver model is unloaded when the last instance is gone.
+    fn drop(&mut self) {
+        self.queue = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn create_instance(
+    model: &Arc<DriverModel>,
+    name: &str,
+    kind: u32,
+    device_id: i32,
+    config_json: &str,
+) -> Result<DriverInstance> {
+    model
+        .create_instance(&InstanceRequest {
+            name,
+            kind,
+            device_id,
+            config_json,
+        })
+        .map_err(|e| {
+            Error::new(
+                e.code(),
+                format!("failed to create instance {name}: {}", e.message()),
+            )
+        })
+}
+
+/// Sends a request's responses to its stream, after post-processing, and records the
+/// request's statistics when the final one goes out.
+struct RequestSink {
+    tx: mpsc::UnboundedSender<Result<InferenceResponse>>,
+    shared: Arc<Shared>,
+    id: String,
+    requested: Vec<crate::request::RequestedOutput>,
+    received_ns: u64,
+}
+
+impl ResponseSink for RequestSink {
+    fn send(&self, outputs: Result<Vec<RawOutput>>, final_response: bool) {
+        let s = &self.shared;
+        let result = outputs
+            .and_then(|raw| {
+                postprocess::finish(&s.name, &s.outputs, &self.requested, s.batching, raw)
+            })
+            .map(|outputs| InferenceResponse {
+                model_name: s.name.clone(),
+                model_version: s.version,
+                id: self.id.clone(),
+                outputs,
+                parameters: Default::default(),
+            });
+        if final_response {
+            s.stats.record_request(
+                result.is_ok(),
+                clock::now_ns().saturating_sub(self.received_ns),
+            );
+        }
+        // The client may have gone away; nothing to do then.
+        let _ = self.tx.send(result);
+    }
+}
+
+/// An instance thread: takes one request at a time from the model's queue and executes it.
+fn run_instance(mut instance: DriverInstance, rx: Receiver<Job>, shared: Arc<Shared>) {
+    while let Ok(job) = rx.recv() {
+        let start = clock::now_ns();
+        shared
+            .stats
+            .record_queue(start.saturating_sub(job.enqueued_ns));
+        let Job {
+            request,
+            batch_size,
+            sink,
+            ..
+        } = job;
+        let slot = RequestSlot::new(Box::new(sink));
+        let exec = exec_request(&request, &slot);
+        let mut stats = abi::ExecuteStats::default();
+        let _ = instance.execute(std::slice::from_ref(&exec), &mut stats);
+        let end = clock::now_ns();
+        let (infer_start, infer_end) = if stats.infer_start_ns >= start
+            && stats.infer_end_ns >= stats.infer_start_ns
+            && stats.infer_end_ns <= end
+            && stats.infer_start_ns != 0
+        {
+            (stats.infer_start_ns, stats.infer_end_ns)
+        } else {
+            (start, end)
+        };
+        shared.stats.record_execution(Execution {
+            requests: 1,
+            batch_size,
+            input_ns: infer_start - start,
+            infer_ns: infer_end - infer_start,
+            output_ns: end - infer_end,
+        });
+    }
+}
+
+fn exec_request<'a>(request: &'a InferenceRequest, slot: &'a RequestSlot) -> ExecRequest<'a> {
+    ExecRequest {
+        id: &request.id,
+        inputs: request
+            .inputs
+            .iter()
+            .map(|t| abi::Tensor {
+                name: abi::Str::new(&t.name),
+                datatype: t.datatype as u32,
+                shape: t.shape.as_ptr(),
+                rank: t.shape.len(),
+                data: t.data.as_ptr(),
+                byte_size: t.data.len(),
+                memory: abi::Memory::CPU,
+            })
+            .collect(),
+        requested_outputs: request
+            .outputs
+            .iter()
+            .map(|o| abi::Str::new(&o.name))
+            .collect(),
+        parameters_json: if request.parameters.is_empty() {
+            String::new()
+        } else {
+            serde_json::Value::Object(request.parameters.clone()).to_string()
+        },
+        slot,
+    }
+}

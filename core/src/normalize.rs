@@ -1,0 +1,342 @@
+//! Checks a request against its model's configuration before it is queued, with Triton's
+//! error texts (clients and tests match on them).
+
+use crate::config::{ModelConfig, datatype};
+use crate::request::InferenceRequest;
+use crate::tensor::{DataType, bytes_elements, element_count, shape_string};
+use crate::{Error, Result};
+
+/// Validates `req` for the model and returns its batch size (1 for models that do not batch).
+/// A raw (header-less binary) request gets its input's name, type and shape from the
+/// configuration first.
+pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> {
+    let model = config.name.as_str();
+    let prefix = req.log_prefix();
+    let batching = config.max_batch_size > 0;
+
+    if req.raw_input {
+        deduce_raw_input(config, req, &prefix)?;
+    }
+
+    // Every input must be one the model declares...
+    for input in &req.inputs {
+        if !config.input.iter().any(|i| i.name == input.name) {
+            return Err(Error::invalid_arg(format!(
+                "unexpected inference input '{}' for model '{model}'",
+                input.name
+            )));
+        }
+    }
+    // ...and every required input must be there.
+    let missing: Vec<&str> = config
+        .input
+        .iter()
+        .filter(|i| !i.optional && !req.inputs.iter().any(|t| t.name == i.name))
+        .map(|i| i.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        let got: Vec<String> = req.inputs.iter().map(|t| format!("'{}'", t.name)).collect();
+        let missing: Vec<String> = missing.iter().map(|n| format!("'{n}'")).collect();
+        return Err(Error::invalid_arg(format!(
+            "{prefix}expected {} inputs but got {} inputs for model '{model}'. Got input(s) [{}], but missing required input(s) [{}]. Please provide all required input(s).",
+            config.input.len(),
+            req.inputs.len(),
+            got.join(","),
+            missing.join(",")
+        )));
+    }
+    for (i, input) in req.inputs.iter().enumerate() {
+        if req.inputs[..i].iter().any(|t| t.name == input.name) {
+            return Err(Error::invalid_arg(format!(
+                "{prefix}input '{}' appears more than once in the request for model '{model}'",
+                input.name
+            )));
+        }
+    }
+    for output in &req.outputs {
+        if !config.output.iter().any(|o| o.name == output.name) {
+            return Err(Error::invalid_arg(format!(
+                "unexpected inference output '{}' for model '{model}'",
+                output.name
+            )));
+        }
+    }
+
+    let mut batch_size: Option<i64> = None;
+    for input in &req.inputs {
+        let declared = config
+            .input
+            .iter()
+            .find(|i| i.name == input.name)
+            .expect("checked above");
+        let expected_type = datatype(declared.data_type);
+        if expected_type != Some(input.datatype) {
+            return Err(Error::invalid_arg(format!(
+                "{prefix}inference input '{}' data-type is '{}', but model '{model}' expects '{}'",
+                input.name,
+                input.datatype,
+                expected_type.map(DataType::wire_name).unwrap_or("INVALID")
+            )));
+        }
+
+        let dims: &[i64] = &declared.dims;
+        let (batch, rest) = if batching {
+            let Some((&b, rest)) = input.shape.split_first() else {
+                return Err(Error::invalid_arg(format!(
+                    "{prefix}input '{}' has no shape but model requires batch dimension for '{model}'",
+                    input.name
+                )));
+            };
+            (Some(b), rest)
+        } else {
+            (None, &input.shape[..])
+        };
+        if let Some(b) = batch {
+            if b < 1 || b > i64::from(config.max_batch_size) {
+                return Err(Error::invalid_arg(format!(
+                    "{prefix}inference request batch-size must be <= {} for '{model}'",
+                    config.max_batch_size
+                )));
+            }
+            match batch_size {
+                None => batch_size = Some(b),
+                Some(first) if first != b => {
+                    return Err(Error::invalid_arg(format!(
+                        "{prefix}input '{}' batch size does not match other inputs for '{model}'",
+                        input.name
+                    )));
+                }
+                _ => {}
+            }
+        }
+        let matches = rest.len() == dims.len()
+            && rest
+                .iter()
+                .zip(dims)
+                .all(|(&got, &want)| want == -1 && got >= 0 || got == want);
+        if !matches {
+            let mut expected = Vec::new();
+            if batching {
+                expected.push(-1);
+            }
+            expected.extend_from_slice(dims);
+            return Err(Error::invalid_arg(format!(
+                "{prefix}unexpected shape for input '{}' for model '{model}'. Expected {}, got {}. ",
+                input.name,
+                shape_string(&expected),
+                shape_string(&input.shape)
+            )));
+        }
+
+        let count = element_count(&input.shape);
+        match input.datatype.element_size() {
+            Some(size) => {
+                let expected = count * size;
+                if input.data.len() != expected {
+                    return Err(Error::invalid_arg(format!(
+                        "{prefix}input byte size mismatch for input '{}' for model '{model}'. Expected {expected}, got {}",
+                        input.name,
+                        input.data.len()
+                    )));
+                }
+            }
+            None => {
+                let elements = bytes_elements(&input.data).map_err(|e| {
+                    Error::invalid_arg(format!(
+                        "{prefix}input '{}' for model '{model}': {}",
+                        input.name,
+                        e.message()
+                    ))
+                })?;
+                if elements.len() != count {
+                    return Err(Error::invalid_arg(format!(
+                        "{prefix}expected {count} string elements for inference input '{}' for model '{model}', got {}",
+                        input.name,
+                        elements.len()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(batch_size.map_or(1, |b| b as u64))
+}
+
+fn deduce_raw_input(config: &ModelConfig, req: &mut InferenceRequest, prefix: &str) -> Result<()> {
+    if config.input.len() != 1 {
+        return Err(Error::invalid_arg(format!(
+            "{prefix}Raw request must only have 1 input (found 1) to be deduced but got {} inputs in '{}' model configuration",
+            config.input.len(),
+            config.name
+        )));
+    }
+    let declared = &config.input[0];
+    let dt = datatype(declared.data_type).ok_or_else(|| {
+        Error::internal(format!("input '{}' has no valid data type", declared.name))
+    })?;
+    let input = req
+        .inputs
+        .first_mut()
+        .ok_or_else(|| Error::internal("raw request without data"))?;
+    input.name = declared.name.clone();
+    input.datatype = dt;
+    let mut shape = Vec::new();
+    if config.max_batch_size > 0 {
+        shape.push(1);
+    }
+    shape.extend_from_slice(&declared.dims);
+    if shape.contains(&-1) {
+        // One variable dimension can be deduced from the data size for fixed-size types.
+        let known: i64 = shape.iter().filter(|&&d| d != -1).product();
+        match dt.element_size() {
+            Some(size) if shape.iter().filter(|&&d| d == -1).count() == 1 && known > 0 => {
+                let elements = (input.data.len() / size) as i64;
+                let deduced = elements / known;
+                for d in shape.iter_mut().filter(|d| **d == -1) {
+                    *d = deduced;
+                }
+            }
+            _ => {
+                return Err(Error::invalid_arg(format!(
+                    "{prefix}cannot deduce the shape of raw input '{}' for model '{}' from its data",
+                    declared.name, config.name
+                )));
+            }
+        }
+    }
+    input.shape = shape;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Tensor;
+    use bytes::Bytes;
+
+    fn config(max_batch: i32) -> ModelConfig {
+        ferrite_proto::parse_model_config(&format!(
+            r#"name: "add_sub" max_batch_size: {max_batch}
+               input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 16 ] }},
+                       {{ name: "INPUT1" data_type: TYPE_FP32 dims: [ 16 ] }} ]
+               output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] }} ]"#
+        ))
+        .unwrap()
+    }
+
+    fn fp32(name: &str, shape: Vec<i64>) -> Tensor {
+        let n = element_count(&shape);
+        Tensor::new(name, DataType::Fp32, shape, Bytes::from(vec![0u8; n * 4]))
+    }
+
+    fn req(inputs: Vec<Tensor>) -> InferenceRequest {
+        InferenceRequest {
+            model_name: "add_sub".into(),
+            id: "req-1".into(),
+            inputs,
+            ..Default::default()
+        }
+    }
+
+    fn err(config: &ModelConfig, mut r: InferenceRequest) -> String {
+        prepare(config, &mut r).unwrap_err().message().to_string()
+    }
+
+    #[test]
+    fn triton_texts() {
+        let c = config(0);
+        assert_eq!(
+            err(
+                &c,
+                req(vec![fp32("INPUT0", vec![8]), fp32("INPUT1", vec![16])])
+            ),
+            "[request id: req-1] unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [16], got [8]. "
+        );
+        assert_eq!(
+            err(&c, req(vec![fp32("INPUT0", vec![16])])),
+            "[request id: req-1] expected 2 inputs but got 1 inputs for model 'add_sub'. Got input(s) ['INPUT0'], but missing required input(s) ['INPUT1']. Please provide all required input(s)."
+        );
+        assert_eq!(
+            err(
+                &c,
+                req(vec![fp32("INPUTX", vec![16]), fp32("INPUT1", vec![16])])
+            ),
+            "unexpected inference input 'INPUTX' for model 'add_sub'"
+        );
+        let mut wrong_type = fp32("INPUT0", vec![16]);
+        wrong_type.datatype = DataType::Int32;
+        assert_eq!(
+            err(&c, req(vec![wrong_type, fp32("INPUT1", vec![16])])),
+            "[request id: req-1] inference input 'INPUT0' data-type is 'INT32', but model 'add_sub' expects 'FP32'"
+        );
+        let mut r = req(vec![fp32("INPUT0", vec![16]), fp32("INPUT1", vec![16])]);
+        r.outputs.push(crate::request::RequestedOutput {
+            name: "NOPE".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            err(&c, r),
+            "unexpected inference output 'NOPE' for model 'add_sub'"
+        );
+    }
+
+    #[test]
+    fn batching() {
+        let c = config(8);
+        let mut r = req(vec![
+            fp32("INPUT0", vec![2, 16]),
+            fp32("INPUT1", vec![2, 16]),
+        ]);
+        assert_eq!(prepare(&c, &mut r).unwrap(), 2);
+        let mut r = req(vec![
+            fp32("INPUT0", vec![9, 16]),
+            fp32("INPUT1", vec![9, 16]),
+        ]);
+        r.id.clear();
+        assert_eq!(
+            err(&c, r),
+            "[request id: <id_unknown>] inference request batch-size must be <= 8 for 'add_sub'"
+        );
+        assert_eq!(
+            err(
+                &c,
+                req(vec![
+                    fp32("INPUT0", vec![1, 8]),
+                    fp32("INPUT1", vec![1, 16])
+                ])
+            ),
+            "[request id: req-1] unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [-1,16], got [1,8]. "
+        );
+        assert!(
+            err(
+                &c,
+                req(vec![
+                    fp32("INPUT0", vec![1, 16]),
+                    fp32("INPUT1", vec![2, 16])
+                ])
+            )
+            .contains("batch size does not match")
+        );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        let c = config(0);
+        let mut short = fp32("INPUT0", vec![16]);
+        short.data = Bytes::from(vec![0u8; 60]);
+        assert!(
+            err(&c, req(vec![short, fp32("INPUT1", vec![16])])).contains("Expected 64, got 60")
+        );
+    }
+
+    #[test]
+    fn raw_input_needs_one_input() {
+        let c = config(0);
+        let mut r = req(vec![Tensor::new("", DataType::Uint8, vec![], Bytes::new())]);
+        r.raw_input = true;
+        r.id.clear();
+        assert_eq!(
+            err(&c, r),
+            "[request id: <id_unknown>] Raw request must only have 1 input (found 1) to be deduced but got 2 inputs in 'add_sub' model configuration"
+        );
+    }
+}

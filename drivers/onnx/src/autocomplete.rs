@@ -1,0 +1,209 @@
+//! Fills in what a model configuration leaves out from the ONNX model itself, as Triton's
+//! ONNX Runtime backend does: inputs, outputs (name, type, dims) and, for a configuration that
+//! says nothing about batching, `max_batch_size` when every input and output has a variable
+//! first dimension.
+
+use ferrite_driver_sdk::{Error, Result};
+use ort::session::Session;
+use ort::value::{Outlet, ValueType};
+use serde_json::{Value, json};
+
+use crate::types::from_ort;
+
+/// `max_batch_size` given to a model that can batch and whose configuration does not say
+/// (Triton's `default-max-batch-size`).
+pub const DEFAULT_MAX_BATCH_SIZE: i64 = 4;
+
+struct Io {
+    name: String,
+    data_type: &'static str,
+    dims: Vec<i64>,
+}
+
+fn describe(outlet: &Outlet, kind: &str) -> Result<Io> {
+    let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
+        return Err(Error::unsupported(format!(
+            "ONNX {kind} '{}' is not a tensor ({:?}); only tensors are supported",
+            outlet.name(),
+            outlet.dtype()
+        )));
+    };
+    let dt = from_ort(*ty).ok_or_else(|| {
+        Error::unsupported(format!(
+            "ONNX {kind} '{}' has element type {ty:?}, which has no Triton data type",
+            outlet.name()
+        ))
+    })?;
+    Ok(Io {
+        name: outlet.name().to_string(),
+        data_type: config_type_name(dt),
+        dims: shape.iter().copied().collect(),
+    })
+}
+
+fn config_type_name(d: ferrite_driver_sdk::DataType) -> &'static str {
+    d.config_name()
+}
+
+fn is_empty(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::String(s)) => s.is_empty() || s == "TYPE_INVALID",
+        _ => false,
+    }
+}
+
+/// Completes `config` (protobuf JSON) from the session's inputs and outputs.
+pub fn auto_complete(config: &Value, session: &Session) -> Result<Value> {
+    let inputs: Vec<Io> = session
+        .inputs()
+        .iter()
+        .map(|o| describe(o, "input"))
+        .collect::<Result<_>>()?;
+    let outputs: Vec<Io> = session
+        .outputs()
+        .iter()
+        .map(|o| describe(o, "output"))
+        .collect::<Result<_>>()?;
+    complete(config, &inputs, &outputs)
+}
+
+fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
+    let mut config = config.clone();
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| Error::internal("model configuration is not a JSON object"))?;
+
+    let declared_io = !is_empty(obj.get("input")) || !is_empty(obj.get("output"));
+    let mut max_batch = obj
+        .get("max_batch_size")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let all_variable_first = inputs
+        .iter()
+        .chain(outputs)
+        .all(|io| io.dims.first() == Some(&-1));
+    if max_batch == 0
+        && !declared_io
+        && all_variable_first
+        && !(inputs.is_empty() && outputs.is_empty())
+    {
+        max_batch = DEFAULT_MAX_BATCH_SIZE;
+        obj.insert("max_batch_size".into(), json!(max_batch));
+    }
+    let batching = max_batch > 0;
+
+    for (key, ios, kind) in [("input", inputs, "input"), ("output", outputs, "output")] {
+        let list = obj
+            .entry(key)
+            .or_insert_with(|| Value::Array(Vec::new()))
+            .as_array_mut()
+            .ok_or_else(|| Error::internal(format!("'{key}' is not a list")))?;
+        for io in ios {
+            let dims: Vec<i64> = if batching {
+                if io.dims.is_empty() {
+                    return Err(Error::invalid_arg(format!(
+                        "model {kind} '{}' has no dimensions, so it cannot have a batch dimension (max_batch_size {max_batch})",
+                        io.name
+                    )));
+                }
+                io.dims[1..].to_vec()
+            } else {
+                io.dims.clone()
+            };
+            match list
+                .iter_mut()
+                .find(|e| e.get("name").and_then(Value::as_str) == Some(io.name.as_str()))
+            {
+                Some(entry) => {
+                    if is_empty(entry.get("data_type")) {
+                        entry["data_type"] = json!(io.data_type);
+                    }
+                    if is_empty(entry.get("dims"))
+                        && entry.get("reshape").is_none()
+                        && !dims.is_empty()
+                    {
+                        entry["dims"] = json!(dims);
+                    }
+                }
+                None => list.push(json!({
+                    "name": io.name,
+                    "data_type": io.data_type,
+                    "dims": dims,
+                })),
+            }
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(name: &str, t: &'static str, dims: &[i64]) -> Io {
+        Io {
+            name: name.into(),
+            data_type: t,
+            dims: dims.to_vec(),
+        }
+    }
+
+    #[test]
+    fn fills_inputs_and_outputs_without_batch_dim() {
+        let cfg = json!({"name": "m", "max_batch_size": 8, "input": [], "output": []});
+        let out = complete(
+            &cfg,
+            &[io("INPUT0", "TYPE_STRING", &[-1, -1])],
+            &[io("OUTPUT0", "TYPE_STRING", &[-1, -1])],
+        )
+        .unwrap();
+        assert_eq!(
+            out["input"],
+            json!([{"name": "INPUT0", "data_type": "TYPE_STRING", "dims": [-1]}])
+        );
+        assert_eq!(out["output"][0]["dims"], json!([-1]));
+        assert_eq!(out["max_batch_size"], 8);
+    }
+
+    #[test]
+    fn picks_default_max_batch_size_only_when_nothing_is_said() {
+        let cfg = json!({"name": "m", "max_batch_size": 0, "input": [], "output": []});
+        let out = complete(
+            &cfg,
+            &[io("x", "TYPE_FP32", &[-1, 3])],
+            &[io("y", "TYPE_FP32", &[-1])],
+        )
+        .unwrap();
+        assert_eq!(out["max_batch_size"], DEFAULT_MAX_BATCH_SIZE);
+        assert_eq!(out["input"][0]["dims"], json!([3]));
+        // A fixed first dimension means no batching.
+        let out = complete(
+            &cfg,
+            &[io("x", "TYPE_FP32", &[1, 3])],
+            &[io("y", "TYPE_FP32", &[1])],
+        )
+        .unwrap();
+        assert_eq!(out["max_batch_size"], 0);
+        assert_eq!(out["input"][0]["dims"], json!([1, 3]));
+    }
+
+    #[test]
+    fn keeps_what_the_config_says() {
+        let cfg = json!({"name": "m", "max_batch_size": 0,
+            "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [2, 3]}], "output": []});
+        let out = complete(
+            &cfg,
+            &[io("x", "TYPE_FP32", &[-1, -1])],
+            &[io("y", "TYPE_INT64", &[-1])],
+        )
+        .unwrap();
+        assert_eq!(out["max_batch_size"], 0);
+        assert_eq!(out["input"][0]["dims"], json!([2, 3]));
+        assert_eq!(
+            out["output"][0],
+            json!({"name": "y", "data_type": "TYPE_INT64", "dims": [-1]})
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! Running a batch through a session: inputs from the requests (gathered along the batch
+//! dimension when the model batches), one `run`, outputs back to each request.
+
+use std::borrow::Cow;
+
+use ferrite_driver_sdk::{Batch, DataType, Error, Response, Result};
+use ort::session::Session;
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+
+use crate::types::from_ort;
+use crate::{OnnxInstance, OnnxModel};
+
+/// An input ready for the session.
+struct Input<'a> {
+    name: &'a str,
+    datatype: DataType,
+    shape: Vec<i64>,
+    data: Cow<'a, [u8]>,
+}
+
+/// An output as the session produced it, as raw little-endian bytes.
+struct Output {
+    name: String,
+    datatype: DataType,
+    shape: Vec<i64>,
+    data: Vec<u8>,
+}
+
+/// Runs `batch` on `instance`. A batching model runs the whole batch at once; otherwise each
+/// request runs alone. A request that fails gets its own error without failing the others.
+pub fn execute(
+    model: &OnnxModel,
+    instance: &mut OnnxInstance,
+    batch: &mut Batch<'_>,
+) -> Result<()> {
+    if model.batching && batch.len() > 1 {
+        return execute_batched(model, instance, batch);
+    }
+    for i in 0..batch.len() {
+        let request = batch.request(i);
+        let inputs: Vec<Input<'_>> = request
+            .inputs()
+            .map(|t| Input {
+                name: t.name,
+                datatype: t.datatype,
+                shape: t.shape.to_vec(),
+                data: Cow::Borrowed(t.data),
+            })
+            .collect();
+        let wanted = |name: &str| request.wants_output(name);
+        batch.mark_infer_start();
+        let result = run(&mut instance.session, &model.name, &inputs, &wanted);
+        batch.mark_infer_end();
+        match result {
+            Ok(outputs) => {
+                let mut response = batch.respond(i)?;
+                for o in outputs {
+                    response.output_from(&o.name, o.datatype, &o.shape, &o.data)?;
+                }
+                response.send()?;
+            }
+            Err(e) => batch.fail(i, &e)?,
+        }
+    }
+    Ok(())
+}
+
+fn execute_batched(
+    model: &OnnxModel,
+    instance: &mut OnnxInstance,
+    batch: &mut Batch<'_>,
+) -> Result<()> {
+    let names: Vec<String> = batch
+        .request(0)
+        .inputs()
+        .map(|t| t.name.to_string())
+        .collect();
+    let mut inputs = Vec::with_capacity(names.len());
+    let mut batch_sizes = Vec::new();
+    for name in &names {
+        let g = batch.gather(name)?;
+        batch_sizes = g.batch_sizes.clone();
+        inputs.push(Input {
+            name,
+            datatype: g.datatype,
+            shape: g.shape,
+            data: g.data,
+        });
+    }
+    let requests: Vec<_> = batch.requests().collect();
+    let wanted = |name: &str| requests.iter().any(|r| r.wants_output(name));
+    batch.mark_infer_start();
+    let outputs = run(&mut instance.session, &model.name, &inputs, &wanted)?;
+    batch.mark_infer_end();
+    let mut responses: Vec<Response> = (0..batch.len())
+        .map(|i| batch.respond(i))
+        .collect::<Result<_>>()?;
+    for o in &outputs {
+        batch.scatter(
+            &mut responses,
+            &batch_sizes,
+            &o.name,
+            o.datatype,
+            &o.shape,
+            &o.data,
+        )?;
+    }
+    for r in responses {
+        r.send()?;
+    }
+    Ok(())
+}
+
+fn run(
+    session: &mut Session,
+    model: &str,
+    inputs: &[Input<'_>],
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<Output>> {
+    let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        values.push((input.name.to_string(), to_value(input)?));
+    }
+    let output_names: Vec<String> = session
+        .outputs()
+        .iter()
+        .map(|o| o.name().to_string())
+        .filter(|n| wanted(n))
+        .collect();
+    let outputs = session
+        .run(values)
+        .map_err(|e| Error::internal(format!("onnx runtime error running model '{model}': {e}")))?;
+    output_names
+        .into_iter()
+        .map(|name| {
+            let value = outputs.get(&name).ok_or_else(|| {
+                Error::internal(format!("model '{model}' produced no output '{name}'"))
+            })?;
+            from_value(&name, value)
+        })
+        .collect()
+}
+
+fn to_value(input: &Input<'_>) -> Result<DynValue> {
+    let shape = input.shape.clone();
+    let data = &input.data[..];
+    let fail = |e: ort::Error| Error::invalid_arg(format!("input '{}': {e}", input.name));
+    macro_rules! pod {
+        ($t:ty) => {
+            Tensor::<$t>::from_array((shape, bytemuck::pod_collect_to_vec::<u8, $t>(data)))
+                .map_err(fail)?
+                .into_dyn()
+        };
+    }
+    Ok(match input.datatype {
+        DataType::Bool => {
+            Tensor::<bool>::from_array((shape, data.iter().map(|&b| b != 0).collect::<Vec<_>>()))
+                .map_err(fail)?
+                .into_dyn()
+        }
+        DataType::Uint8 => pod!(u8),
+        DataType::Int8 => pod!(i8),
+        DataType::Uint16 => pod!(u16),
+        DataType::Int16 => pod!(i16),
+        DataType::Uint32 => pod!(u32),
+        DataType::Int32 => pod!(i32),
+        DataType::Uint64 => pod!(u64),
+        DataType::Int64 => pod!(i64),
+        DataType::Fp16 => pod!(half::f16),
+        DataType::Bf16 => pod!(half::bf16),
+        DataType::Fp32 => pod!(f32),
+        DataType::Fp64 => pod!(f64),
+        DataType::Bytes => {
+            let strings = bytes_to_strings(input.name, data)?;
+            Tensor::from_string_array((shape, &strings[..]))
+                .map_err(fail)?
+                .into_dyn()
+        }
+    })
+}
+
+fn bytes_to_strings(name: &str, data: &[u8]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let len = data
+            .get(pos..pos + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| {
+                Error::invalid_arg(format!("input '{name}': truncated BYTES element"))
+            })?;
+        let bytes = data.get(pos + 4..pos + 4 + len).ok_or_else(|| {
+            Error::invalid_arg(format!("input '{name}': truncated BYTES element"))
+        })?;
+        let s = std::str::from_utf8(bytes).map_err(|e| {
+            Error::invalid_arg(format!(
+                "input '{name}': element {} is not valid UTF-8 ({e}); ONNX string tensors hold UTF-8 text",
+                out.len()
+            ))
+        })?;
+        out.push(s.to_string());
+        pos += 4 + len;
+    }
+    Ok(out)
+}
+
+fn from_value(name: &str, value: &DynValue) -> Result<Output> {
+    let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
+        return Err(Error::unsupported(format!(
+            "output '{name}' is not a tensor"
+        )));
+    };
+    let datatype = from_ort(*ty).ok_or_else(|| {
+        Error::unsupported(format!(
+            "output '{name}' has element type {ty:?}, which has no Triton data type"
+        ))
+    })?;
+    let shape: Vec<i64> = shape.iter().copied().collect();
+    let fail = |e: ort::Error| Error::internal(format!("reading output '{name}': {e}"));
+    macro_rules! pod {
+        ($t:ty) => {
+            bytemuck::cast_slice::<$t, u8>(value.try_extract_tensor::<$t>().map_err(fail)?.1)
+                .to_vec()
+        };
+    }
+    let data = match ty {
+        TensorElementType::Bool => value
+            .try_extract_tensor::<bool>()
+            .map_err(fail)?
+            .1
+            .iter()
+            .map(|&b| b as u8)
+            .collect(),
+        TensorElementType::Uint8 => pod!(u8),
+        TensorElementType::Int8 => pod!(i8),
+        TensorElementType::Uint16 => pod!(u16),
+        TensorElementType::Int16 => pod!(i16),
+        TensorElementType::Uint32 => pod!(u32),
+        TensorElementType::Int32 => pod!(i32),
+        TensorElementType::Uint64 => pod!(u64),
+        TensorElementType::Int64 => pod!(i64),
+        TensorElementType::Float16 => pod!(half::f16),
+        TensorElementType::Bfloat16 => pod!(half::bf16),
+        TensorElementType::Float32 => pod!(f32),
+        TensorElementType::Float64 => pod!(f64),
+        TensorElementType::String => {
+            let (_, strings) = value.try_extract_strings().map_err(fail)?;
+            let mut out = Vec::with_capacity(strings.iter().map(|s| s.len() + 4).sum());
+            for s in strings {
+                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                out.extend_from_slice(s.as_bytes());
+            }
+            out
+        }
+        other => {
+            return Err(Error::unsupported(format!(
+                "output '{name}' has element type {other:?}, which has no Triton data type"
+            )));
+        }
+    };
+    Ok(Output {
+        name: name.to_string(),
+        datatype,
+        shape,
+        data,
+    })
+}
