@@ -249,6 +249,7 @@ impl LoadedModel {
             id: request.id.clone(),
             requested: request.outputs.clone(),
             received_ns,
+            held: parking_lot::Mutex::new(None),
         };
         let job = Job {
             request,
@@ -307,13 +308,17 @@ fn create_instance(
 }
 
 /// Sends a request's responses to its stream, after post-processing, and records the
-/// request's statistics when the final one goes out.
+/// request's statistics when the final one goes out. The final response is held back until
+/// the execution's statistics are recorded ([`ResponseSink::flush`]), so a client that has
+/// its answer sees statistics that include it.
 struct RequestSink {
     tx: mpsc::UnboundedSender<Result<InferenceResponse>>,
     shared: Arc<Shared>,
     id: String,
     requested: Vec<crate::request::RequestedOutput>,
     received_ns: u64,
+    /// The final response, held until the execution's statistics are recorded.
+    held: parking_lot::Mutex<Option<Result<InferenceResponse>>>,
 }
 
 impl ResponseSink for RequestSink {
@@ -335,9 +340,17 @@ impl ResponseSink for RequestSink {
                 result.is_ok(),
                 clock::now_ns().saturating_sub(self.received_ns),
             );
+            *self.held.lock() = Some(result);
+        } else {
+            // The client may have gone away; nothing to do then.
+            let _ = self.tx.send(result);
         }
-        // The client may have gone away; nothing to do then.
-        let _ = self.tx.send(result);
+    }
+
+    fn flush(&self) {
+        if let Some(result) = self.held.lock().take() {
+            let _ = self.tx.send(result);
+        }
     }
 }
 
@@ -375,6 +388,7 @@ fn run_instance(mut instance: DriverInstance, rx: Receiver<Job>, shared: Arc<Sha
             infer_ns: infer_end - infer_start,
             output_ns: end - infer_end,
         });
+        slot.flush();
     }
 }
 

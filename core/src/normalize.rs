@@ -6,6 +6,9 @@ use crate::request::InferenceRequest;
 use crate::tensor::{DataType, bytes_elements, element_count, shape_string};
 use crate::{Error, Result};
 
+/// Triton's hint after a shape error for a model that batches.
+const BATCH_NOTE: &str = "NOTE: Setting a non-zero max_batch_size in the model config requires a batch dimension to be prepended to each input shape. If you want to specify the full shape including the batch dim in your input dims config, try setting max_batch_size to zero. See the model configuration docs for more info on max_batch_size.";
+
 /// Validates `req` for the model and returns its batch size (1 for models that do not batch).
 /// A raw (header-less binary) request gets its input's name, type and shape from the
 /// configuration first.
@@ -121,10 +124,11 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
             }
             expected.extend_from_slice(dims);
             return Err(Error::invalid_arg(format!(
-                "{prefix}unexpected shape for input '{}' for model '{model}'. Expected {}, got {}. ",
+                "{prefix}unexpected shape for input '{}' for model '{model}'. Expected {}, got {}. {}",
                 input.name,
                 shape_string(&expected),
-                shape_string(&input.shape)
+                shape_string(&input.shape),
+                if batching { BATCH_NOTE } else { "" }
             )));
         }
 
@@ -304,7 +308,9 @@ mod tests {
                     fp32("INPUT1", vec![1, 16])
                 ])
             ),
-            "[request id: req-1] unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [-1,16], got [1,8]. "
+            format!(
+                "[request id: req-1] unexpected shape for input 'INPUT0' for model 'add_sub'. Expected [-1,16], got [1,8]. {BATCH_NOTE}"
+            )
         );
         assert!(
             err(

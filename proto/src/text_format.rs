@@ -85,8 +85,20 @@ fn to_error(original: &str, patched: &str, inserted: &[usize], e: &ParseError) -
     TextFormatError {
         line,
         column,
-        message: explain(&e.to_string()),
+        message: explain(&e.to_string(), field_before(before)),
     }
+}
+
+/// The field name a value at the end of `before` belongs to (`kind` in `kind: KIND_X`), if
+/// the text there has that shape.
+fn field_before(before: &str) -> Option<&str> {
+    let rest = before.trim_end();
+    let rest = rest.strip_suffix(':').unwrap_or(rest).trim_end();
+    let start = rest
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |i| i + 1);
+    let name = &rest[start..];
+    (!name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit())).then_some(name)
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -98,14 +110,15 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 
 /// Makes prost-reflect's messages more helpful: lists an enum's values, and
 /// suggests the nearest field name for an unknown field.
-fn explain(message: &str) -> String {
+fn explain(message: &str, field: Option<&str>) -> String {
     let pool = descriptor_pool();
     if let Some((value, enum_name)) = two_quoted(message, "value '", "' was not found for enum '")
         && let Some(desc) = pool.get_enum_by_name(enum_name)
     {
         let names: Vec<_> = desc.values().map(|v| v.name().to_owned()).collect();
+        let field = field.map(|f| format!("field '{f}': ")).unwrap_or_default();
         return format!(
-            "unknown value '{value}' for enum {enum_name}, expected one of: {}",
+            "{field}unknown value '{value}' for enum {enum_name}, expected one of: {}",
             names.join(", ")
         );
     }
@@ -934,7 +947,7 @@ runtime: "model.py"
         assert_eq!((e.line(), e.column()), (1, 26));
         assert_eq!(
             e.message(),
-            "unknown value 'KIND_TPU' for enum inference.ModelInstanceGroup.Kind, \
+            "field 'kind': unknown value 'KIND_TPU' for enum inference.ModelInstanceGroup.Kind, \
              expected one of: KIND_AUTO, KIND_GPU, KIND_CPU, KIND_MODEL"
         );
     }

@@ -64,12 +64,10 @@ pub fn normalize(config: &mut ModelConfig, gpu_available: bool) {
             });
     }
     let model_name = config.name.clone();
+    let backend = config.backend.clone();
     for (i, group) in config.instance_group.iter_mut().enumerate() {
         if group.name.is_empty() {
             group.name = format!("{model_name}_{i}");
-        }
-        if group.count < 1 {
-            group.count = 1;
         }
         if group.kind == InstanceKind::Auto as i32 {
             group.kind = if gpu_available {
@@ -77,6 +75,13 @@ pub fn normalize(config: &mut ModelConfig, gpu_available: bool) {
             } else {
                 InstanceKind::Cpu as i32
             };
+        }
+        if group.count < 1 {
+            // Triton's SetDefaultInstanceCount: two CPU instances for the backends that
+            // opted in (ONNX Runtime, TensorFlow), one otherwise.
+            let two = group.kind == InstanceKind::Cpu as i32
+                && matches!(backend.as_str(), "onnxruntime" | "tensorflow");
+            group.count = if two { 2 } else { 1 };
         }
     }
     if config.default_model_filename.is_empty() {
@@ -100,7 +105,10 @@ mod tests {
         assert_eq!(c.default_model_filename, "model.onnx");
         assert_eq!(c.instance_group.len(), 1);
         assert_eq!(c.instance_group[0].name, "simple");
-        assert_eq!(c.instance_group[0].count, 1);
+        assert_eq!(
+            c.instance_group[0].count, 2,
+            "Triton's default for ONNX Runtime on CPU"
+        );
         assert_eq!(c.instance_group[0].kind, InstanceKind::Cpu as i32);
         let json = super::super::to_json(&c);
         assert_eq!(
@@ -120,6 +128,11 @@ mod tests {
         assert_eq!(c.instance_group[0].name, "m_0");
         assert_eq!(c.instance_group[0].count, 2);
         assert_eq!(c.instance_group[1].name, "m_1");
+        assert_eq!(c.instance_group[1].count, 2);
+
+        let mut python = parse("name: \"p\"\nbackend: \"python\"\n");
+        normalize(&mut python, false);
+        assert_eq!(python.instance_group[0].count, 1);
     }
 
     #[test]

@@ -14,6 +14,9 @@ use crate::{Error, ErrorCode, Result, clock};
 /// outputs (requested subset, classification) and hands them to the frontend.
 pub trait ResponseSink: Send + Sync {
     fn send(&self, outputs: Result<Vec<RawOutput>>, final_response: bool);
+    /// Called once the execution that answered the request is fully accounted for (its
+    /// statistics recorded); a sink that held its final response back delivers it now.
+    fn flush(&self) {}
 }
 
 /// An output as a driver produced it.
@@ -46,6 +49,11 @@ impl RequestSlot {
     /// Whether the request got its final response.
     pub fn finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// See [`ResponseSink::flush`].
+    pub fn flush(&self) {
+        self.sink.flush();
     }
 
     /// Sends `error` as the final response unless one was sent already.
@@ -259,6 +267,13 @@ unsafe extern "C" fn response_send(
     std::ptr::null_mut()
 }
 
+unsafe extern "C" fn response_delete(response: *mut abi::Response) {
+    if !response.is_null() {
+        // SAFETY: a response made by response_new and not sent, freed once.
+        drop(unsafe { Box::from_raw(response.cast::<PendingResponse>()) });
+    }
+}
+
 unsafe extern "C" fn now_ns() -> u64 {
     clock::now_ns()
 }
@@ -277,5 +292,6 @@ pub static HOST_API: abi::HostApi = abi::HostApi {
     response_new,
     response_output,
     response_send,
+    response_delete,
     now_ns,
 };

@@ -269,6 +269,9 @@ pub struct HostApi {
     /// is the request's last. The response handle is invalid afterwards, even on error.
     pub response_send:
         unsafe extern "C" fn(response: *mut Response, flags: u32, error: *mut Error) -> *mut Error,
+    /// Drops a response without sending it (its outputs are freed; the request still needs
+    /// a final response).
+    pub response_delete: unsafe extern "C" fn(response: *mut Response),
     /// The host's monotonic clock in nanoseconds, for [`ExecuteStats`].
     pub now_ns: unsafe extern "C" fn() -> u64,
 }

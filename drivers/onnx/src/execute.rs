@@ -7,6 +7,7 @@ use ferrite_driver_sdk::{Batch, DataType, Error, Response, Result};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
+use crate::strings::{RawString, string_tensor_bytes};
 use crate::types::from_ort;
 use crate::{OnnxInstance, OnnxModel};
 
@@ -171,7 +172,7 @@ fn to_value(input: &Input<'_>) -> Result<DynValue> {
         DataType::Fp32 => pod!(f32),
         DataType::Fp64 => pod!(f64),
         DataType::Bytes => {
-            let strings = bytes_to_strings(input.name, data)?;
+            let strings = bytes_elements(input.name, data)?;
             Tensor::from_string_array((shape, &strings[..]))
                 .map_err(fail)?
                 .into_dyn()
@@ -179,7 +180,7 @@ fn to_value(input: &Input<'_>) -> Result<DynValue> {
     })
 }
 
-fn bytes_to_strings(name: &str, data: &[u8]) -> Result<Vec<String>> {
+fn bytes_elements(name: &str, data: &[u8]) -> Result<Vec<RawString>> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
@@ -192,13 +193,13 @@ fn bytes_to_strings(name: &str, data: &[u8]) -> Result<Vec<String>> {
         let bytes = data.get(pos + 4..pos + 4 + len).ok_or_else(|| {
             Error::invalid_arg(format!("input '{name}': truncated BYTES element"))
         })?;
-        let s = std::str::from_utf8(bytes).map_err(|e| {
-            Error::invalid_arg(format!(
-                "input '{name}': element {} is not valid UTF-8 ({e}); ONNX string tensors hold UTF-8 text",
+        if bytes.contains(&0) {
+            return Err(Error::invalid_arg(format!(
+                "input '{name}': element {} contains a NUL byte, which ONNX Runtime string tensors cannot hold",
                 out.len()
-            ))
-        })?;
-        out.push(s.to_string());
+            )));
+        }
+        out.push(RawString(bytes.to_vec()));
         pos += 4 + len;
     }
     Ok(out)
@@ -244,13 +245,8 @@ fn from_value(name: &str, value: &DynValue) -> Result<Output> {
         TensorElementType::Float32 => pod!(f32),
         TensorElementType::Float64 => pod!(f64),
         TensorElementType::String => {
-            let (_, strings) = value.try_extract_strings().map_err(fail)?;
-            let mut out = Vec::with_capacity(strings.iter().map(|s| s.len() + 4).sum());
-            for s in strings {
-                out.extend_from_slice(&(s.len() as u32).to_le_bytes());
-                out.extend_from_slice(s.as_bytes());
-            }
-            out
+            let count = shape.iter().map(|&d| d.max(0) as usize).product();
+            string_tensor_bytes(value, count)?
         }
         other => {
             return Err(Error::unsupported(format!(

@@ -5,6 +5,7 @@
 
 mod autocomplete;
 mod execute;
+mod strings;
 mod types;
 
 use std::path::{Path, PathBuf};

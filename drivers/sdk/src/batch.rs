@@ -183,19 +183,12 @@ impl Response {
 }
 
 impl Drop for Response {
+    /// A response dropped unsent (e.g. by `?` while filling it) is freed without being sent:
+    /// the request still gets its final answer, from `Batch::fail` or from the error that
+    /// `execute` returns.
     fn drop(&mut self) {
-        // A response dropped unsent (e.g. by `?` while filling it) must still be released:
-        // send an error in its place so the request is answered and nothing leaks.
-        let error = Error::internal("the driver dropped a response before sending it");
         // SAFETY: `raw` is live (send/send_error forget self before consuming it).
-        unsafe {
-            let err = (host::get().response_send)(
-                self.raw,
-                abi::RESPONSE_FLAG_FINAL,
-                host::to_abi(&error),
-            );
-            let _ = host::check(err);
-        }
+        unsafe { (host::get().response_delete)(self.raw) }
     }
 }
 
