@@ -1,0 +1,197 @@
+//! The server's overhead on `simple` at concurrency 1: p50 latency of an HTTP infer request
+//! (JSON and binary tensors, one keep-alive connection, the `ferrite` binary on loopback)
+//! against the p50 of ONNX Runtime's own `run` on the same input, in-process, in one run.
+//!
+//! `scripts/bench.sh` sets up, builds the release driver and runs this
+//! (`cargo bench -p ferrite-server --bench overhead`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use ort::value::Tensor;
+
+const WARMUP: usize = 300;
+const SAMPLES: usize = 3000;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn raw_ort_p50(lib: &Path, model: &Path) -> Duration {
+    let env = ferrite_onnx::init_runtime(lib).expect("ONNX Runtime loads");
+    let mut session: Session = ferrite_onnx::open_session(&env, model, 0, &[]).expect("session");
+    let a: Vec<i32> = (0..16).collect();
+    let b = vec![1i32; 16];
+    let mut times = Vec::with_capacity(SAMPLES);
+    for i in 0..WARMUP + SAMPLES {
+        let start = Instant::now();
+        let x = Tensor::from_array(([1i64, 16], a.clone())).unwrap();
+        let y = Tensor::from_array(([1i64, 16], b.clone())).unwrap();
+        let out = session
+            .run(ort::inputs!["INPUT0" => x, "INPUT1" => y])
+            .unwrap();
+        let (_, sum) = out["OUTPUT0"].try_extract_tensor::<i32>().unwrap();
+        assert_eq!(sum[15], 16);
+        if i >= WARMUP {
+            times.push(start.elapsed());
+        }
+    }
+    p50(times)
+}
+
+struct ServerProcess(Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_server(backend_dir: &PathBuf) -> (ServerProcess, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
+        .arg("--model-repository")
+        .arg(workspace().join("configs/models"))
+        .args(["--http-port", "0", "--http-address", "127.0.0.1"])
+        .arg("--backend-directory")
+        .arg(backend_dir)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("ferrite starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let process = ServerProcess(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(addr) = line.split("Started HTTPService at ").nth(1) {
+            let addr = addr.trim().to_string();
+            // Keep draining the log so the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (process, addr);
+        }
+    }
+    panic!("ferrite did not report its HTTP address");
+}
+
+fn read_response(stream: &mut BufReader<TcpStream>) -> Vec<u8> {
+    let mut length = 0usize;
+    let mut status = String::new();
+    stream.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    loop {
+        let mut line = String::new();
+        stream.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    body
+}
+
+fn http_p50(addr: &str, headers: &str, body: &[u8]) -> Duration {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut request = format!(
+        "POST /v2/models/simple/infer HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let mut times = Vec::with_capacity(SAMPLES);
+    for i in 0..WARMUP + SAMPLES {
+        let start = Instant::now();
+        writer.write_all(&request).unwrap();
+        let response = read_response(&mut reader);
+        if i >= WARMUP {
+            times.push(start.elapsed());
+        }
+        assert!(!response.is_empty());
+    }
+    p50(times)
+}
+
+fn main() {
+    // `cargo bench` passes harness flags; this benchmark takes none.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("release");
+    let lib = target.join(ferrite_onnx::ORT_LIBRARY);
+    let model = workspace().join("configs/models/simple/1/model.onnx");
+    for (what, path) in [
+        ("ONNX Runtime", &lib),
+        ("model", &model),
+        ("driver", &target.join("libferrite_driver_cpu.so")),
+    ] {
+        assert!(
+            path.is_file(),
+            "{what} not found at {}: run scripts/bench.sh",
+            path.display()
+        );
+    }
+
+    let ort = raw_ort_p50(&lib, &model);
+    let (_server, addr) = start_server(&target);
+
+    let values: Vec<String> = (0..16).map(|v| v.to_string()).collect();
+    let json = format!(
+        r#"{{"inputs":[{{"name":"INPUT0","shape":[1,16],"datatype":"INT32","data":[{}]}},{{"name":"INPUT1","shape":[1,16],"datatype":"INT32","data":[{}]}}]}}"#,
+        values.join(","),
+        vec!["1"; 16].join(",")
+    );
+    let json_p50 = http_p50(&addr, "Content-Type: application/json\r\n", json.as_bytes());
+
+    let header = r#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}},{"name":"OUTPUT1","parameters":{"binary_data":true}}]}"#;
+    let mut binary = header.as_bytes().to_vec();
+    for v in 0..16i32 {
+        binary.extend_from_slice(&v.to_le_bytes());
+    }
+    for _ in 0..16 {
+        binary.extend_from_slice(&1i32.to_le_bytes());
+    }
+    let binary_p50 = http_p50(
+        &addr,
+        &format!(
+            "Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {}\r\n",
+            header.len()
+        ),
+        &binary,
+    );
+
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!("simple, concurrency 1, {SAMPLES} requests after {WARMUP} warm-up, p50:");
+    println!("  raw ONNX Runtime run (in-process)     {:8.1} us", us(ort));
+    println!(
+        "  ferrite HTTP, JSON tensors            {:8.1} us   overhead {:8.1} us ({:.2}x)",
+        us(json_p50),
+        us(json_p50) - us(ort),
+        us(json_p50) / us(ort)
+    );
+    println!(
+        "  ferrite HTTP, binary tensors          {:8.1} us   overhead {:8.1} us ({:.2}x)",
+        us(binary_p50),
+        us(binary_p50) - us(ort),
+        us(binary_p50) / us(ort)
+    );
+}

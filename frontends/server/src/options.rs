@@ -1,0 +1,520 @@
+//! Server options: tritonserver's flag names, a TOML config file and `FERRITE_*` environment
+//! variables, merged with figment (defaults < file < environment < flags) into one [`Options`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// tritonserver flags Ferrite recognises but whose feature is not built yet: accepted, with a
+/// startup warning, instead of an unknown-flag error.
+const NOT_YET: &[&str] = &[
+    "allow-grpc",
+    "grpc-port",
+    "grpc-address",
+    "grpc-header-forward-pattern",
+    "grpc-infer-allocation-pool-size",
+    "grpc-max-response-pool-size",
+    "grpc-use-ssl",
+    "grpc-use-ssl-mutual",
+    "grpc-server-cert",
+    "grpc-server-key",
+    "grpc-root-cert",
+    "grpc-infer-response-compression-level",
+    "grpc-keepalive-time",
+    "grpc-keepalive-timeout",
+    "grpc-keepalive-permit-without-calls",
+    "grpc-http2-max-pings-without-data",
+    "grpc-http2-min-recv-ping-interval-without-data",
+    "grpc-http2-max-ping-strikes",
+    "grpc-restricted-protocol",
+    "allow-metrics",
+    "allow-gpu-metrics",
+    "allow-cpu-metrics",
+    "metrics-port",
+    "metrics-address",
+    "metrics-interval-ms",
+    "metrics-config",
+    "load-model",
+    "repository-poll-secs",
+    "model-load-retry-count",
+    "log-file",
+    "log-format",
+    "trace-config",
+    "trace-file",
+    "trace-level",
+    "trace-rate",
+    "trace-count",
+    "trace-log-frequency",
+    "http-thread-count",
+    "http-header-forward-pattern",
+    "http-restricted-api",
+    "reuse-http-port",
+    "reuse-grpc-port",
+    "allow-sagemaker",
+    "sagemaker-port",
+    "sagemaker-safe-port-range",
+    "sagemaker-thread-count",
+    "allow-vertex-ai",
+    "vertex-ai-port",
+    "vertex-ai-thread-count",
+    "vertex-ai-default-model",
+    "pinned-memory-pool-byte-size",
+    "cuda-memory-pool-byte-size",
+    "cuda-virtual-address-size",
+    "response-cache-byte-size",
+    "cache-config",
+    "cache-directory",
+    "min-supported-compute-capability",
+    "buffer-manager-thread-count",
+    "host-policy",
+    "model-config-name",
+    "model-namespacing",
+    "rate-limit",
+    "rate-limit-resource",
+    "repoagent-directory",
+    "enable-peer-access",
+    "backend-config-default",
+];
+
+/// Parses tritonserver-style booleans.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("'{s}' is not a boolean (true/false)")),
+    }
+}
+
+#[derive(Parser, Debug, Default, Serialize)]
+#[command(
+    name = "ferrite",
+    version,
+    about = "Ferrite: a Triton-compatible inference server",
+    long_about = "Serves a Triton model repository over the KServe v2 protocol. Flags keep tritonserver's names; every option can also come from a TOML file (--config-file) or FERRITE_<NAME> environment variables (flags win over environment, environment over the file)."
+)]
+struct Flags {
+    /// TOML file with options (keys as the flags, with '_' for '-').
+    #[arg(long, env = "FERRITE_CONFIG_FILE")]
+    #[serde(skip)]
+    config_file: Option<PathBuf>,
+    /// Model repository path (repeatable).
+    #[arg(long = "model-repository", alias = "model-store", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    model_repository: Vec<PathBuf>,
+    /// Directory holding driver libraries (libferrite_driver_*.so), default: beside the binary.
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend_directory: Option<PathBuf>,
+    /// Driver setting: <driver or backend>,<setting>=<value> (repeatable).
+    #[arg(long, value_name = "BACKEND,KEY=VALUE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    backend_config: Vec<String>,
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_http: Option<bool>,
+    #[arg(long, value_name = "PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_port: Option<u16>,
+    #[arg(long, value_name = "ADDRESS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_address: Option<String>,
+    /// Refuse models whose config.pbtxt is incomplete (no auto-complete).
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict_model_config: Option<bool>,
+    /// Same as --strict-model-config=true.
+    #[arg(long, num_args = 0..=1, value_parser = parse_bool, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_auto_complete_config: Option<bool>,
+    /// Exit at startup when a model fails to load.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_on_error: Option<bool>,
+    /// /v2/health/ready is 200 only when every model is ready.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strict_readiness: Option<bool>,
+    /// Seconds to wait for requests in flight at shutdown.
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_timeout_secs: Option<u64>,
+    /// Server id (server metadata "name").
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    /// Model control mode: none (explicit and poll are not built yet).
+    #[arg(long, value_name = "MODE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_control_mode: Option<String>,
+    /// Models loaded in parallel at startup.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_load_thread_count: Option<usize>,
+    /// Verbose logging level (0 = off).
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_verbose: Option<u32>,
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_info: Option<bool>,
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_warning: Option<bool>,
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_error: Option<bool>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+fn strings_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// The merged options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(deserialize_with = "one_or_many")]
+    pub model_repository: Vec<PathBuf>,
+    pub backend_directory: Option<PathBuf>,
+    #[serde(deserialize_with = "strings_one_or_many")]
+    pub backend_config: Vec<String>,
+    pub allow_http: bool,
+    pub http_port: u16,
+    pub http_address: String,
+    pub strict_model_config: bool,
+    pub disable_auto_complete_config: bool,
+    pub exit_on_error: bool,
+    pub strict_readiness: bool,
+    pub exit_timeout_secs: u64,
+    pub id: String,
+    pub model_control_mode: String,
+    pub model_load_thread_count: usize,
+    pub log_verbose: u32,
+    pub log_info: bool,
+    pub log_warning: bool,
+    pub log_error: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            model_repository: Vec::new(),
+            backend_directory: None,
+            backend_config: Vec::new(),
+            allow_http: true,
+            http_port: 8000,
+            http_address: "0.0.0.0".into(),
+            strict_model_config: false,
+            disable_auto_complete_config: false,
+            exit_on_error: true,
+            strict_readiness: true,
+            exit_timeout_secs: 30,
+            id: "triton".into(),
+            model_control_mode: "none".into(),
+            model_load_thread_count: 4,
+            log_verbose: 0,
+            log_info: true,
+            log_warning: true,
+            log_error: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum OptionsError {
+    Clap(clap::Error),
+    Config(String),
+}
+
+/// Removes the flags of [`NOT_YET`] from the command line, returning a warning for each.
+fn strip_not_yet(args: &[String]) -> (Vec<String>, Vec<String>) {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut warnings = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        let name = arg
+            .strip_prefix("--")
+            .map(|a| a.split('=').next().unwrap_or(a));
+        if let Some(name) = name.filter(|n| NOT_YET.contains(n)) {
+            let mut value = arg.split_once('=').map(|(_, v)| v.to_string());
+            if value.is_none() && args.get(i + 1).is_some_and(|next| !next.starts_with("--")) {
+                value = args.get(i + 1).cloned();
+                i += 1;
+            }
+            warnings.push(format!(
+                "--{name}{} is a tritonserver flag whose feature Ferrite does not have yet; it has no effect",
+                value.map(|v| format!("={v}")).unwrap_or_default()
+            ));
+        } else {
+            kept.push(arg.clone());
+        }
+        i += 1;
+    }
+    (kept, warnings)
+}
+
+impl Options {
+    /// Parses the command line (with the program name first), the config file and the
+    /// environment. Returns the options and startup warnings.
+    pub fn load(args: &[String]) -> Result<(Options, Vec<String>), OptionsError> {
+        let (args, mut warnings) = strip_not_yet(args);
+        let flags = Flags::try_parse_from(&args).map_err(OptionsError::Clap)?;
+        let mut figment = Figment::from(Serialized::defaults(Options::default()));
+        if let Some(file) = &flags.config_file {
+            if !file.is_file() {
+                return Err(OptionsError::Config(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment
+            .merge(
+                Env::prefixed("FERRITE_")
+                    .filter(|key| Options::keys().iter().any(|k| key == k.as_str())),
+            )
+            .merge(Serialized::defaults(&flags));
+        let options: Options = figment
+            .extract()
+            .map_err(|e| OptionsError::Config(format!("invalid options: {e}")))?;
+        if options.model_repository.is_empty() {
+            return Err(OptionsError::Config(
+                "--model-repository must be given (or model_repository in the config file, or FERRITE_MODEL_REPOSITORY)".into(),
+            ));
+        }
+        match options.model_control_mode.as_str() {
+            "none" => {}
+            "poll" | "explicit" => warnings.push(format!(
+                "--model-control-mode={} is not built yet; serving in mode 'none'",
+                options.model_control_mode
+            )),
+            other => {
+                return Err(OptionsError::Config(format!(
+                    "unexpected value for --model-control-mode: '{other}' (none, poll or explicit)"
+                )));
+            }
+        }
+        Ok((options, warnings))
+    }
+
+    /// The option names (the keys of the file and, upper-cased, of `FERRITE_*` variables);
+    /// other `FERRITE_*` variables belong to other tools and are not options.
+    fn keys() -> Vec<String> {
+        match serde_json::to_value(Options::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Parses `--backend-config` values (`backend,key=value`).
+    pub fn backend_settings(&self) -> Result<BTreeMap<String, BTreeMap<String, String>>, String> {
+        let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for item in &self.backend_config {
+            let (backend, setting) = item.split_once(',').ok_or_else(|| {
+                format!("--backend-config '{item}' must look like <backend>,<setting>=<value>")
+            })?;
+            let (key, value) = setting.split_once('=').ok_or_else(|| {
+                format!("--backend-config '{item}' must look like <backend>,<setting>=<value>")
+            })?;
+            out.entry(backend.to_string())
+                .or_default()
+                .insert(key.to_string(), value.to_string());
+        }
+        Ok(out)
+    }
+
+    /// The drivers directory: the flag, or the directory holding the binary.
+    pub fn backend_directory(&self) -> PathBuf {
+        self.backend_directory.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("."))
+        })
+    }
+
+    pub fn core_options(&self) -> Result<ferrite_core::ServerOptions, String> {
+        Ok(ferrite_core::ServerOptions {
+            id: self.id.clone(),
+            model_repositories: self.model_repository.clone(),
+            backend_directory: self.backend_directory(),
+            backend_config: self.backend_settings()?,
+            strict_model_config: self.strict_model_config || self.disable_auto_complete_config,
+            strict_readiness: self.strict_readiness,
+            model_load_threads: self.model_load_thread_count.max(1),
+        })
+    }
+
+    /// The startup "Option | Value" table.
+    pub fn table_rows(&self, server: &ferrite_core::Server) -> Vec<Vec<String>> {
+        let meta = server.metadata();
+        let mut rows = vec![
+            vec!["server_id".into(), meta.name],
+            vec!["server_version".into(), meta.version],
+            vec!["server_extensions".into(), meta.extensions.join(" ")],
+        ];
+        for (i, p) in self.model_repository.iter().enumerate() {
+            rows.push(vec![
+                format!("model_repository_path[{i}]"),
+                p.display().to_string(),
+            ]);
+        }
+        rows.extend([
+            vec!["model_control_mode".into(), "MODE_NONE".into()],
+            vec![
+                "strict_model_config".into(),
+                u8::from(self.strict_model_config || self.disable_auto_complete_config).to_string(),
+            ],
+            vec![
+                "backend_directory".into(),
+                self.backend_directory().display().to_string(),
+            ],
+            vec![
+                "http_address".into(),
+                format!("{}:{}", self.http_address, self.http_port),
+            ],
+            vec![
+                "exit_on_error".into(),
+                u8::from(self.exit_on_error).to_string(),
+            ],
+            vec![
+                "strict_readiness".into(),
+                u8::from(self.strict_readiness).to_string(),
+            ],
+            vec!["exit_timeout".into(), self.exit_timeout_secs.to_string()],
+        ]);
+        let drivers: Vec<String> = server
+            .drivers()
+            .drivers()
+            .iter()
+            .map(|d| format!("{} {} ({})", d.name, d.version, d.path.display()))
+            .collect();
+        rows.push(vec!["drivers".into(), drivers.join(", ")]);
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        std::iter::once("ferrite")
+            .chain(a.iter().copied())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn triton_flags_parse() {
+        let (o, w) = Options::load(&args(&[
+            "--model-repository=/models",
+            "--model-repository",
+            "/more",
+            "--http-port=0",
+            "--exit-on-error=false",
+            "--strict-readiness",
+            "false",
+            "--strict-model-config=true",
+            "--backend-config=onnxruntime,library=/x.so",
+            "--id",
+            "myserver",
+        ]))
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            o.model_repository,
+            vec![PathBuf::from("/models"), PathBuf::from("/more")]
+        );
+        assert_eq!(o.http_port, 0);
+        assert!(!o.exit_on_error);
+        assert!(!o.strict_readiness);
+        assert!(o.strict_model_config);
+        assert_eq!(o.id, "myserver");
+        assert_eq!(
+            o.backend_settings().unwrap()["onnxruntime"]["library"],
+            "/x.so"
+        );
+    }
+
+    #[test]
+    fn not_yet_flags_warn_instead_of_failing() {
+        let (o, w) = Options::load(&args(&[
+            "--model-repository=/m",
+            "--grpc-port",
+            "8001",
+            "--metrics-port=8002",
+            "--allow-gpu-metrics",
+        ]))
+        .unwrap();
+        assert_eq!(o.http_port, 8000);
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(w[0].contains("--grpc-port=8001"));
+    }
+
+    #[test]
+    fn unknown_flags_and_missing_repository_fail() {
+        assert!(matches!(
+            Options::load(&args(&["--no-such-flag"])),
+            Err(OptionsError::Clap(_))
+        ));
+        assert!(matches!(
+            Options::load(&args(&[])),
+            Err(OptionsError::Config(_))
+        ));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ferrite.toml");
+        std::fs::write(
+            &file,
+            "model_repository = \"/from-file\"\nhttp_port = 9000\nid = \"file\"\n",
+        )
+        .unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FERRITE_HTTP_PORT", "9100");
+            let (o, _) = Options::load(&args(&[
+                "--config-file",
+                file.to_str().unwrap(),
+                "--id",
+                "flag",
+            ]))
+            .unwrap();
+            assert_eq!(o.model_repository, vec![PathBuf::from("/from-file")]);
+            assert_eq!(o.http_port, 9100);
+            assert_eq!(o.id, "flag");
+            Ok(())
+        });
+    }
+}
