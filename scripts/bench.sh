@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Prints the server's overhead on `simple` over HTTP at concurrency 1: the server's p50
+# latency against ONNX Runtime's own run p50 on the same input (see
+# frontends/server/benches/overhead.rs).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+cargo build --release -p ferrite-server -p ferrite-driver-cpu
+bash scripts/setup.sh --copy-ort target/release
+cargo bench -p ferrite-server --bench overhead

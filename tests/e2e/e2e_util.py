@@ -1,0 +1,316 @@
+"""Helpers for Ferrite's end-to-end tests: starting the `ferrite` binary, raw HTTP, model repos.
+
+The tests start the real binary on port 0 and talk to it over real sockets: the official
+`tritonclient.http` client for the normal paths, `http.client` (and a bare socket) where the
+exact bytes, headers or malformed input matter. Expected texts are Triton 2.51's
+(shared/triton-reference/http/*.txt), with the model names swapped for Ferrite's examples.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FERRITE_BIN = Path(os.environ.get("FERRITE_BIN", ROOT / "target" / "debug" / "ferrite"))
+# Where libferrite_driver_*.so and libonnxruntime.so.1.31.1 are: beside the binary by default.
+BACKEND_DIR = Path(os.environ.get("FERRITE_BACKEND_DIR", FERRITE_BIN.parent))
+MODEL_REPO = ROOT / "configs" / "models"
+IMAGES = ROOT / "configs" / "images"
+EXPECTED_JSON = ROOT / "scripts" / "models" / "expected.json"
+ORT_LIB = "libonnxruntime.so.1.31.1"
+DRIVER_LIB = "libferrite_driver_cpu.so"
+
+EXAMPLE_MODELS = [
+    "efficientnet_lite0_onnx",
+    "simple",
+    "simple_identity",
+    "simple_int8",
+    "simple_string",
+]
+
+STARTUP_TIMEOUT_S = 60.0
+SHUTDOWN_TIMEOUT_S = 30.0
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_STARTED_HTTP = re.compile(r"Started HTTPService at (\[[^\]]+\]|[^\s:]+):(\d+)")
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def missing_prerequisites() -> list[str]:
+    """What the e2e tests need that is not there (build and setup outputs)."""
+    need = [FERRITE_BIN, BACKEND_DIR / DRIVER_LIB, BACKEND_DIR / ORT_LIB]
+    need += [MODEL_REPO / m / "1" / "model.onnx" for m in EXAMPLE_MODELS]
+    need += [MODEL_REPO / "efficientnet_lite0_onnx" / "labels.txt"]
+    need += [IMAGES / "coffee.png", IMAGES / "chelsea.png"]
+    return [str(p) for p in need if not p.exists()]
+
+
+def server_env() -> dict[str, str]:
+    # FERRITE_* variables configure the server (figment); keep the tests' own out of its way.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRITE_")}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+class Server:
+    """A running `ferrite` process whose combined stdout/stderr goes to a log file."""
+
+    def __init__(self, proc: subprocess.Popen, log_path: Path, args: list[str]):
+        self.proc = proc
+        self.log_path = log_path
+        self.args = args
+        self.host = ""
+        self.port = 0
+
+    @property
+    def hostport(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.hostport}"
+
+    def log(self) -> str:
+        try:
+            return strip_ansi(self.log_path.read_text(errors="replace"))
+        except FileNotFoundError:
+            return ""
+
+    def describe(self) -> str:
+        return f"command: {' '.join(self.args)}\n--- server log ---\n{self.log()}--- end of log ---"
+
+    def wait_started(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Waits for `Started HTTPService at HOST:PORT`; fails with the log if it never comes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = _STARTED_HTTP.search(self.log())
+            if m:
+                host = m.group(1).strip("[]")
+                if host in ("0.0.0.0", "::", ""):
+                    host = "127.0.0.1"
+                self.host, self.port = host, int(m.group(2))
+                assert self.port > 0, f"server reported port 0\n{self.describe()}"
+                return
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"ferrite exited with {rc} before starting HTTP\n{self.describe()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(
+                    f"no 'Started HTTPService at HOST:PORT' within {timeout:.0f} s\n{self.describe()}"
+                )
+            time.sleep(0.05)
+
+    def wait_http(self, path: str, want_status: int = 200, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Polls GET path until it answers want_status (bounded)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            try:
+                last = request(self.hostport, "GET", path, timeout=5).status
+                if last == want_status:
+                    return
+            except OSError as e:
+                last = repr(e)
+            time.sleep(0.1)
+        raise AssertionError(f"GET {path} never answered {want_status} (last: {last})\n{self.describe()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = SHUTDOWN_TIMEOUT_S) -> int:
+        """Sends sig and waits for the exit; returns the exit code (kills it on timeout)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"ferrite did not exit within {timeout:.0f} s of signal {sig}\n{self.describe()}")
+        return self.proc.returncode
+
+    def stop_cleanly(self, sig: int = signal.SIGTERM) -> None:
+        rc = self.stop(sig)
+        assert rc == 0, f"ferrite exited with {rc} after signal {sig} (expected a clean 0)\n{self.describe()}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def server_args(repos: list[Path | str], extra: list[str] | None = None,
+                backend_dir: Path | str | None = None) -> list[str]:
+    args = [str(FERRITE_BIN)]
+    for repo in repos:
+        args += ["--model-repository", str(repo)]
+    args += [
+        "--backend-directory", str(backend_dir or BACKEND_DIR),
+        "--http-address", "127.0.0.1",
+        "--http-port", "0",
+        "--grpc-port", "0",
+        "--metrics-port", "0",
+    ]
+    return args + list(extra or [])
+
+
+def spawn(args: list[str], log_dir: Path) -> Server:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="ferrite-", suffix=".log", dir=log_dir)
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=server_env(), cwd=ROOT)
+    return Server(proc, Path(name), args)
+
+
+def start_server(repos: list[Path | str], extra: list[str] | None, log_dir: Path,
+                 backend_dir: Path | str | None = None, wait_ready: bool = True) -> Server:
+    """Starts ferrite on port 0 and waits for HTTP (and, if wait_ready, /v2/health/ready 200)."""
+    server = spawn(server_args(repos, extra, backend_dir), log_dir)
+    try:
+        server.wait_started()
+        server.wait_http("/v2/health/live")
+        if wait_ready:
+            server.wait_http("/v2/health/ready")
+    except BaseException:
+        server.kill()
+        raise
+    return server
+
+
+def run_failing_server(repos: list[Path | str], extra: list[str] | None, log_dir: Path,
+                       backend_dir: Path | str | None = None,
+                       timeout: float = STARTUP_TIMEOUT_S) -> tuple[int, str]:
+    """Starts ferrite where startup must fail; returns (exit code, log). Fails if it keeps running."""
+    server = spawn(server_args(repos, extra, backend_dir), log_dir)
+    try:
+        server.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise AssertionError(f"ferrite was expected to fail at startup but still ran after {timeout:.0f} s\n"
+                             f"{server.describe()}")
+    return server.proc.returncode, server.log()
+
+
+# --- raw HTTP --------------------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    status: int
+    reason: str
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.reason} {dict(self.headers)} {self.body[:2000]!r}"
+
+
+def request(hostport: str, method: str, path: str, body: bytes | str | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 60) -> Reply:
+    host, port = hostport.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        if isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return Reply(resp.status, resp.reason, resp.headers, data)
+    finally:
+        conn.close()
+
+
+def post_json(hostport: str, path: str, obj, headers: dict[str, str] | None = None) -> Reply:
+    h = {"Content-Type": "application/json"}
+    h.update(headers or {})
+    return request(hostport, "POST", path, json.dumps(obj), h)
+
+
+def compact(obj) -> bytes:
+    """JSON the way Triton writes it: no spaces."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error_body(message: str) -> bytes:
+    return compact({"error": message})
+
+
+def assert_reply(reply: Reply, status: int, content_type: str | None, body: bytes | str | None = None) -> None:
+    """Status, Content-Type, Content-Length, body (exact when given) and no Date/Server/Connection."""
+    if isinstance(body, str):
+        body = body.encode()
+    ctx = f"\nreply: {reply}"
+    assert reply.status == status, f"status {reply.status}, expected {status}{ctx}"
+    if content_type is not None:
+        assert reply.header("Content-Type") == content_type, f"Content-Type, expected {content_type}{ctx}"
+    if body is not None:
+        assert reply.body == body, f"body, expected {body!r}{ctx}"
+    assert reply.header("Content-Length") == str(len(reply.body)), f"Content-Length{ctx}"
+    for name in ("Date", "Server", "Connection"):
+        assert reply.header(name) is None, f"Triton sends no {name} header{ctx}"
+
+
+def binary_infer_body(header: dict, *tensors: bytes) -> tuple[bytes, int]:
+    """A binary-tensor-extension body: the JSON header, then the raw tensors. Returns (body, header length)."""
+    head = compact(header)
+    return head + b"".join(tensors), len(head)
+
+
+# --- model repositories ---------------------------------------------------------------------
+
+def copy_model(name: str, repo: Path) -> Path:
+    """Copies an example model (config.pbtxt, labels, version folders) into repo."""
+    src = MODEL_REPO / name
+    dst = repo / name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def add_model_with_config(repo: Path, name: str, config_text: str, onnx_from: str = "simple") -> Path:
+    """A model folder with the given config.pbtxt and a copy of another model's model.onnx."""
+    d = repo / name
+    (d / "1").mkdir(parents=True)
+    (d / "config.pbtxt").write_text(config_text)
+    shutil.copy(MODEL_REPO / onnx_from / "1" / "model.onnx", d / "1" / "model.onnx")
+    return d
+
+
+def read_pbtxt(model: str) -> str:
+    p = MODEL_REPO / model / "config.pbtxt"
+    return p.read_text() if p.exists() else ""
+
+
+def expected_instance_group(model: str) -> tuple[str, int]:
+    """(name, count) of the first instance group Triton would show for an example model.
+
+    Triton names an instance group `<model>_<index>` when config.pbtxt declares instance_group
+    without a name, and `<model>` when it declares none (reference 11, identity_fp32). An
+    unspecified count defaults to 2 for ONNX Runtime on KIND_CPU (SetDefaultInstanceCount in
+    Triton core), 1 otherwise.
+    """
+    text = read_pbtxt(model)
+    m = re.search(r"\binstance_group\s*:?\s*\[(.*?)\]", text, re.S)
+    if not m:
+        return model, 2
+    group = m.group(1)
+    name = re.search(r'\bname\s*:\s*"([^"]*)"', group)
+    count = re.search(r"\bcount\s*:\s*(\d+)", group)
+    return (name.group(1) if name else f"{model}_0"), (int(count.group(1)) if count else 2)
