@@ -357,39 +357,48 @@ impl ResponseSink for RequestSink {
 /// An instance thread: takes one request at a time from the model's queue and executes it.
 fn run_instance(mut instance: DriverInstance, rx: Receiver<Job>, shared: Arc<Shared>) {
     while let Ok(job) = rx.recv() {
-        let start = clock::now_ns();
-        shared
-            .stats
-            .record_queue(start.saturating_sub(job.enqueued_ns));
-        let Job {
-            request,
-            batch_size,
-            sink,
-            ..
-        } = job;
-        let slot = RequestSlot::new(Box::new(sink));
-        let exec = exec_request(&request, &slot);
-        let mut stats = abi::ExecuteStats::default();
-        let _ = instance.execute(std::slice::from_ref(&exec), &mut stats);
-        let end = clock::now_ns();
-        let (infer_start, infer_end) = if stats.infer_start_ns >= start
-            && stats.infer_end_ns >= stats.infer_start_ns
-            && stats.infer_end_ns <= end
-            && stats.infer_start_ns != 0
-        {
-            (stats.infer_start_ns, stats.infer_end_ns)
-        } else {
-            (start, end)
-        };
-        shared.stats.record_execution(Execution {
-            requests: 1,
-            batch_size,
-            input_ns: infer_start - start,
-            infer_ns: infer_end - infer_start,
-            output_ns: end - infer_end,
-        });
-        slot.flush();
+        // A bug on the host side must fail one request, not the instance (and with it every
+        // request queued behind).
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_job(&mut instance, &shared, job)
+        }))
+        .inspect_err(|_| tracing::error!("instance of '{}' recovered from a panic", shared.name));
     }
+}
+
+fn run_job(instance: &mut DriverInstance, shared: &Shared, job: Job) {
+    let start = clock::now_ns();
+    shared
+        .stats
+        .record_queue(start.saturating_sub(job.enqueued_ns));
+    let Job {
+        request,
+        batch_size,
+        sink,
+        ..
+    } = job;
+    let slot = RequestSlot::new(Box::new(sink));
+    let exec = exec_request(&request, &slot);
+    let mut stats = abi::ExecuteStats::default();
+    let _ = instance.execute(std::slice::from_ref(&exec), &mut stats);
+    let end = clock::now_ns();
+    let (infer_start, infer_end) = if stats.infer_start_ns >= start
+        && stats.infer_end_ns >= stats.infer_start_ns
+        && stats.infer_end_ns <= end
+        && stats.infer_start_ns != 0
+    {
+        (stats.infer_start_ns, stats.infer_end_ns)
+    } else {
+        (start, end)
+    };
+    shared.stats.record_execution(Execution {
+        requests: 1,
+        batch_size,
+        input_ns: infer_start - start,
+        infer_ns: infer_end - infer_start,
+        output_ns: end - infer_end,
+    });
+    slot.flush();
 }
 
 fn exec_request<'a>(request: &'a InferenceRequest, slot: &'a RequestSlot) -> ExecRequest<'a> {

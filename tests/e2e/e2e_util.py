@@ -303,8 +303,8 @@ def expected_instance_group(model: str) -> tuple[str, int]:
 
     Triton names an instance group `<model>_<index>` when config.pbtxt declares instance_group
     without a name, and `<model>` when it declares none (reference 11, identity_fp32). An
-    unspecified count defaults to 2 for ONNX Runtime on KIND_CPU (SetDefaultInstanceCount in
-    Triton core), 1 otherwise.
+    unspecified KIND_CPU count is 2 for ONNX Runtime models (Triton's model_configuration.md,
+    "Instance Groups"; SetDefaultInstanceCount in Triton core), which all the examples are.
     """
     text = read_pbtxt(model)
     m = re.search(r"\binstance_group\s*:?\s*\[(.*?)\]", text, re.S)

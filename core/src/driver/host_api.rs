@@ -263,7 +263,20 @@ unsafe extern "C" fn response_send(
         ));
     }
     let result = error.map(|()| pending.outputs);
-    slot.sink.send(result, is_final);
+    // A panic must not unwind into the driver's frames (that aborts the process): turn it
+    // into an error for this request instead.
+    let sent = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        slot.sink.send(result, is_final)
+    }));
+    if sent.is_err() {
+        let error = Error::internal(
+            "the server failed while post-processing the response (a bug: see the log)",
+        );
+        tracing::error!("panic in response post-processing");
+        if is_final {
+            slot.sink.send(Err(error), true);
+        }
+    }
     std::ptr::null_mut()
 }
 

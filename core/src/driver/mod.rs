@@ -202,6 +202,39 @@ fn kind_name(kind: u32) -> &'static str {
     }
 }
 
+/// Checks a driver's table before anything else in it is read: ABI major equal to the host's,
+/// minor not newer, and at least the 1.0 table's size.
+fn check_table(shown: &str, api: &abi::DriverApi) -> Result<()> {
+    if api.abi_major != abi::ABI_MAJOR || api.abi_minor > abi::ABI_MINOR {
+        return Err(Error::unavailable(format!(
+            "driver {shown} (symbol '{}'): built for driver ABI {}.{}, but this host speaks ABI {}.{} (it loads drivers of major {} and minor 0 to {})",
+            abi::DRIVER_ENTRY_NAME,
+            api.abi_major,
+            api.abi_minor,
+            abi::ABI_MAJOR,
+            abi::ABI_MINOR,
+            abi::ABI_MAJOR,
+            abi::ABI_MINOR
+        )));
+    }
+    if api.size < abi::DRIVER_API_MIN_SIZE {
+        return Err(Error::unavailable(format!(
+            "driver {shown} (symbol '{}'): its table is {} bytes, smaller than ABI {}.0's {} bytes",
+            abi::DRIVER_ENTRY_NAME,
+            api.size,
+            abi::ABI_MAJOR,
+            abi::DRIVER_API_MIN_SIZE
+        )));
+    }
+    if api.execute.is_none() {
+        return Err(Error::unavailable(format!(
+            "driver {shown} (symbol '{}') has no execute function",
+            abi::DRIVER_ENTRY_NAME
+        )));
+    }
+    Ok(())
+}
+
 /// Drivers initialised so far in this process, by canonical path: a library is opened and
 /// initialised once per process, however many servers (tests) discover it.
 static LOADED: std::sync::Mutex<Vec<(PathBuf, Arc<Driver>)>> = std::sync::Mutex::new(Vec::new());
@@ -266,27 +299,7 @@ fn load(
     // SAFETY: a non-null table lives for the process. Read the fixed prefix (size and versions)
     // before anything else.
     let api: &'static abi::DriverApi = unsafe { &*api };
-    if api.abi_major != abi::ABI_MAJOR || api.abi_minor > abi::ABI_MINOR {
-        return Err(fail(Error::unavailable(format!(
-            "driver {shown} ('{}'): ABI version {}.{} is not supported by this host, which speaks ABI {}.{} (same major, minor up to {})",
-            abi::DRIVER_ENTRY_NAME,
-            api.abi_major,
-            api.abi_minor,
-            abi::ABI_MAJOR,
-            abi::ABI_MINOR,
-            abi::ABI_MINOR
-        ))));
-    }
-    if api.size < std::mem::size_of::<abi::DriverApi>() {
-        return Err(fail(Error::unavailable(format!(
-            "driver {shown} ('{}'): its table is {} bytes, smaller than ABI {}.{}'s {} bytes",
-            abi::DRIVER_ENTRY_NAME,
-            api.size,
-            api.abi_major,
-            api.abi_minor,
-            std::mem::size_of::<abi::DriverApi>()
-        ))));
-    }
+    check_table(&shown.to_string(), api).map_err(fail)?;
     // SAFETY: static strings of the table.
     let name = unsafe { api.name.to_str_lossy() }.into_owned();
     let version = unsafe { api.version.to_str_lossy() }.into_owned();
@@ -298,11 +311,6 @@ fn load(
         platforms: platforms.clone(),
         error,
     };
-    if api.execute.is_none() {
-        return Err(fail(Error::unavailable(format!(
-            "driver {shown} ('{name}') has no execute function"
-        ))));
-    }
 
     // Settings for the driver's own name and every backend it serves.
     let mut merged = serde_json::Map::new();
@@ -516,5 +524,148 @@ impl DriverInstance {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    unsafe extern "C" fn execute(
+        _: *mut c_void,
+        _: *const abi::Request,
+        _: usize,
+        _: *mut abi::ExecuteStats,
+    ) -> *mut abi::Error {
+        std::ptr::null_mut()
+    }
+
+    fn table(major: u32, minor: u32) -> abi::DriverApi {
+        abi::DriverApi {
+            size: std::mem::size_of::<abi::DriverApi>(),
+            abi_major: major,
+            abi_minor: minor,
+            name: abi::Str::new("t"),
+            version: abi::Str::new("0"),
+            backends: std::ptr::null(),
+            backend_count: 0,
+            platforms: std::ptr::null(),
+            platform_count: 0,
+            instance_kinds: abi::INSTANCE_KIND_CPU,
+            datatypes: 0,
+            driver_init: None,
+            driver_fini: None,
+            model_load: None,
+            model_unload: None,
+            instance_create: None,
+            instance_destroy: None,
+            execute: Some(execute),
+        }
+    }
+
+    #[test]
+    fn version_handshake() {
+        assert!(
+            check_table(
+                "/d/libferrite_driver_t.so",
+                &table(abi::ABI_MAJOR, abi::ABI_MINOR)
+            )
+            .is_ok()
+        );
+        for (major, minor) in [
+            (abi::ABI_MAJOR + 1, 0),
+            (abi::ABI_MAJOR, abi::ABI_MINOR + 1),
+            (0, 0),
+        ] {
+            let e = check_table("/d/libferrite_driver_t.so", &table(major, minor)).unwrap_err();
+            let m = e.message();
+            assert_eq!(e.code(), crate::ErrorCode::Unavailable);
+            assert!(m.contains("/d/libferrite_driver_t.so"), "{m}");
+            assert!(m.contains(abi::DRIVER_ENTRY_NAME), "{m}");
+            assert!(m.contains(&format!("ABI {major}.{minor}")), "{m}");
+            assert!(
+                m.contains(&format!("ABI {}.{}", abi::ABI_MAJOR, abi::ABI_MINOR)),
+                "{m}"
+            );
+        }
+        let mut small = table(abi::ABI_MAJOR, 0);
+        small.size = 16;
+        assert!(
+            check_table("x", &small)
+                .unwrap_err()
+                .message()
+                .contains("16 bytes")
+        );
+        let mut no_execute = table(abi::ABI_MAJOR, 0);
+        no_execute.execute = None;
+        assert!(
+            check_table("x", &no_execute)
+                .unwrap_err()
+                .message()
+                .contains("no execute")
+        );
+    }
+
+    #[test]
+    fn unloadable_files_are_reported_with_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("libferrite_driver_junk.so"),
+            b"not an ELF file",
+        )
+        .unwrap();
+        // A real shared library without the entry symbol.
+        let libm = [
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/usr/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib64/libm.so.6",
+        ]
+        .into_iter()
+        .map(Path::new)
+        .find(|p| p.is_file());
+        let sub = dir.path().join("m");
+        std::fs::create_dir(&sub).unwrap();
+        if let Some(libm) = libm {
+            std::fs::copy(libm, sub.join("libferrite_driver_m.so")).unwrap();
+        }
+        std::fs::write(dir.path().join("not_a_driver.so"), b"ignored").unwrap();
+
+        let registry = DriverRegistry::discover(dir.path(), &BTreeMap::new()).unwrap();
+        assert!(registry.drivers().is_empty());
+        let junk = &registry.failed()[0];
+        assert!(junk.path.ends_with("libferrite_driver_junk.so"));
+        let chain = junk.error.chain();
+        assert!(chain.contains("failed to open driver library"), "{chain}");
+        // The cause from the dynamic loader is kept, not just "dlopen failed".
+        assert!(
+            chain.contains("invalid ELF header") || chain.contains("file too short"),
+            "{chain}"
+        );
+        if libm.is_some() {
+            let m = &registry.failed()[1];
+            let chain = m.error.chain();
+            assert!(
+                chain.contains("does not export the entry symbol 'ferrite_driver_entry'"),
+                "{chain}"
+            );
+        }
+        assert_eq!(registry.failed().len(), 1 + usize::from(libm.is_some()));
+
+        let e = registry
+            .find("onnxruntime", "", abi::INSTANCE_KIND_CPU)
+            .err()
+            .unwrap();
+        assert!(
+            e.message()
+                .contains("no driver serves backend 'onnxruntime'"),
+            "{}",
+            e.message()
+        );
+        assert!(e.message().contains("failed to load"), "{}", e.message());
+
+        let missing = DriverRegistry::discover(&dir.path().join("nope"), &BTreeMap::new())
+            .err()
+            .unwrap();
+        assert!(missing.message().contains("does not exist"));
     }
 }

@@ -331,6 +331,11 @@ pub struct DriverApi {
     pub execute: Option<ExecuteFn>,
 }
 
+/// The size of the ABI 1.0 driver table: a driver's `size` must be at least this; fields
+/// appended in later minors are read only when its `size` covers them.
+pub const DRIVER_API_MIN_SIZE: usize =
+    std::mem::offset_of!(DriverApi, execute) + std::mem::size_of::<Option<ExecuteFn>>();
+
 /// The type of [`DRIVER_ENTRY_SYMBOL`].
 pub type DriverEntryFn = unsafe extern "C" fn(host: *const HostApi) -> *const DriverApi;
 

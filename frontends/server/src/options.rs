@@ -423,8 +423,18 @@ impl Options {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail fixes its closure's error type
 mod tests {
     use super::*;
+
+    /// Runs `f` in figment's Jail: tests that read the environment are serialised and see
+    /// only the variables they set, so one test's FERRITE_* never leaks into another.
+    fn jailed(f: impl FnOnce(&mut figment::Jail)) {
+        figment::Jail::expect_with(|jail| {
+            f(jail);
+            Ok(())
+        });
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         std::iter::once("ferrite")
@@ -435,65 +445,70 @@ mod tests {
 
     #[test]
     fn triton_flags_parse() {
-        let (o, w) = Options::load(&args(&[
-            "--model-repository=/models",
-            "--model-repository",
-            "/more",
-            "--http-port=0",
-            "--exit-on-error=false",
-            "--strict-readiness",
-            "false",
-            "--strict-model-config=true",
-            "--backend-config=onnxruntime,library=/x.so",
-            "--id",
-            "myserver",
-        ]))
-        .unwrap();
-        assert!(w.is_empty(), "{w:?}");
-        assert_eq!(
-            o.model_repository,
-            vec![PathBuf::from("/models"), PathBuf::from("/more")]
-        );
-        assert_eq!(o.http_port, 0);
-        assert!(!o.exit_on_error);
-        assert!(!o.strict_readiness);
-        assert!(o.strict_model_config);
-        assert_eq!(o.id, "myserver");
-        assert_eq!(
-            o.backend_settings().unwrap()["onnxruntime"]["library"],
-            "/x.so"
-        );
+        jailed(|_| {
+            let (o, w) = Options::load(&args(&[
+                "--model-repository=/models",
+                "--model-repository",
+                "/more",
+                "--http-port=0",
+                "--exit-on-error=false",
+                "--strict-readiness",
+                "false",
+                "--strict-model-config=true",
+                "--backend-config=onnxruntime,library=/x.so",
+                "--id",
+                "myserver",
+            ]))
+            .unwrap();
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(
+                o.model_repository,
+                vec![PathBuf::from("/models"), PathBuf::from("/more")]
+            );
+            assert_eq!(o.http_port, 0);
+            assert!(!o.exit_on_error);
+            assert!(!o.strict_readiness);
+            assert!(o.strict_model_config);
+            assert_eq!(o.id, "myserver");
+            assert_eq!(
+                o.backend_settings().unwrap()["onnxruntime"]["library"],
+                "/x.so"
+            );
+        });
     }
 
     #[test]
     fn not_yet_flags_warn_instead_of_failing() {
-        let (o, w) = Options::load(&args(&[
-            "--model-repository=/m",
-            "--grpc-port",
-            "8001",
-            "--metrics-port=8002",
-            "--allow-gpu-metrics",
-        ]))
-        .unwrap();
-        assert_eq!(o.http_port, 8000);
-        assert_eq!(w.len(), 3, "{w:?}");
-        assert!(w[0].contains("--grpc-port=8001"));
+        jailed(|_| {
+            let (o, w) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--grpc-port",
+                "8001",
+                "--metrics-port=8002",
+                "--allow-gpu-metrics",
+            ]))
+            .unwrap();
+            assert_eq!(o.http_port, 8000);
+            assert_eq!(w.len(), 3, "{w:?}");
+            assert!(w[0].contains("--grpc-port=8001"));
+        });
     }
 
     #[test]
     fn unknown_flags_and_missing_repository_fail() {
-        assert!(matches!(
-            Options::load(&args(&["--no-such-flag"])),
-            Err(OptionsError::Clap(_))
-        ));
-        assert!(matches!(
-            Options::load(&args(&[])),
-            Err(OptionsError::Config(_))
-        ));
+        jailed(|_| {
+            assert!(matches!(
+                Options::load(&args(&["--no-such-flag"])),
+                Err(OptionsError::Clap(_))
+            ));
+            assert!(matches!(
+                Options::load(&args(&[])),
+                Err(OptionsError::Config(_))
+            ));
+        });
     }
 
     #[test]
-    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("ferrite.toml");
@@ -502,7 +517,7 @@ mod tests {
             "model_repository = \"/from-file\"\nhttp_port = 9000\nid = \"file\"\n",
         )
         .unwrap();
-        figment::Jail::expect_with(|jail| {
+        jailed(|jail| {
             jail.set_env("FERRITE_HTTP_PORT", "9100");
             let (o, _) = Options::load(&args(&[
                 "--config-file",
@@ -514,7 +529,6 @@ mod tests {
             assert_eq!(o.model_repository, vec![PathBuf::from("/from-file")]);
             assert_eq!(o.http_port, 9100);
             assert_eq!(o.id, "flag");
-            Ok(())
         });
     }
 }
