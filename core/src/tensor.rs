@@ -46,35 +46,12 @@ pub fn shape_string(shape: &[i64]) -> String {
     format!("[{}]", dims.join(","))
 }
 
-/// Appends one BYTES element.
-pub fn push_bytes_element(out: &mut Vec<u8>, element: &[u8]) {
-    out.extend_from_slice(&(element.len() as u32).to_le_bytes());
-    out.extend_from_slice(element);
-}
+/// Appends one BYTES element (see [`ferrite_driver_abi::bytes_layout`]).
+pub use ferrite_driver_abi::bytes_layout::push as push_bytes_element;
 
 /// Splits a BYTES tensor's data into its elements. Fails if the data ends inside an element.
 pub fn bytes_elements(data: &[u8]) -> Result<Vec<&[u8]>> {
-    let mut elements = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let Some(len_bytes) = data.get(pos..pos + 4) else {
-            return Err(Error::invalid_arg(
-                "BYTES tensor data ends inside an element's 4-byte length",
-            ));
-        };
-        let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
-        let start = pos + 4;
-        let Some(element) = data.get(start..start + len) else {
-            return Err(Error::invalid_arg(format!(
-                "BYTES tensor element {} claims {len} bytes but only {} remain",
-                elements.len(),
-                data.len() - start
-            )));
-        };
-        elements.push(element);
-        pos = start + len;
-    }
-    Ok(elements)
+    ferrite_driver_abi::bytes_layout::split(data).map_err(|e| Error::invalid_arg(e.message))
 }
 
 #[cfg(test)]
@@ -82,19 +59,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bytes_round_trip() {
+    fn bytes_errors_are_invalid_arguments() {
         let mut buf = Vec::new();
-        for s in ["", "a", "héllo"] {
-            push_bytes_element(&mut buf, s.as_bytes());
-        }
-        let els = bytes_elements(&buf).unwrap();
-        assert_eq!(els, vec![&b""[..], b"a", "héllo".as_bytes()]);
-    }
-
-    #[test]
-    fn truncated_bytes_are_refused() {
-        assert!(bytes_elements(&[1, 0]).is_err());
-        assert!(bytes_elements(&[5, 0, 0, 0, b'a']).is_err());
+        push_bytes_element(&mut buf, b"ok");
+        assert_eq!(bytes_elements(&buf).unwrap(), vec![&b"ok"[..]]);
+        let e = bytes_elements(&[5, 0, 0, 0, b'a']).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidArg);
+        assert!(e.message().contains("claims 5 bytes"), "{}", e.message());
     }
 
     #[test]

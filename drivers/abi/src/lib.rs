@@ -19,6 +19,7 @@
 use std::ffi::c_void;
 use std::fmt;
 
+pub mod bytes_layout;
 mod types;
 pub use types::{DataType, ErrorCode, MemoryKind};
 

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use ferrite_driver_sdk::{Batch, DataType, Error, Response, Result};
+use ferrite_driver_sdk::{Batch, DataType, Error, Response, Result, bytes_layout};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
@@ -181,28 +181,18 @@ fn to_value(input: &Input<'_>) -> Result<DynValue> {
 }
 
 fn bytes_elements(name: &str, data: &[u8]) -> Result<Vec<RawString>> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let len = data
-            .get(pos..pos + 4)
-            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
-            .ok_or_else(|| {
-                Error::invalid_arg(format!("input '{name}': truncated BYTES element"))
-            })?;
-        let bytes = data.get(pos + 4..pos + 4 + len).ok_or_else(|| {
-            Error::invalid_arg(format!("input '{name}': truncated BYTES element"))
-        })?;
-        if bytes.contains(&0) {
-            return Err(Error::invalid_arg(format!(
-                "input '{name}': element {} contains a NUL byte, which ONNX Runtime string tensors cannot hold",
-                out.len()
-            )));
-        }
-        out.push(RawString(bytes.to_vec()));
-        pos += 4 + len;
-    }
-    Ok(out)
+    bytes_layout::elements(data)
+        .enumerate()
+        .map(|(i, element)| {
+            let bytes = element.map_err(|e| Error::invalid_arg(format!("input '{name}': {e}")))?;
+            if bytes.contains(&0) {
+                return Err(Error::invalid_arg(format!(
+                    "input '{name}': element {i} contains a NUL byte, which ONNX Runtime string tensors cannot hold"
+                )));
+            }
+            Ok(RawString(bytes.to_vec()))
+        })
+        .collect()
 }
 
 fn from_value(name: &str, value: &DynValue) -> Result<Output> {

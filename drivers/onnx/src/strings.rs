@@ -3,7 +3,7 @@
 //! untouched, so Ferrite does too: in through [`Utf8Data`] over raw bytes (ONNX Runtime only
 //! copies them), out through `GetStringTensorContent` directly.
 
-use ferrite_driver_sdk::{Error, Result};
+use ferrite_driver_sdk::{Error, Result, bytes_layout};
 use ort::AsPointer;
 use ort::value::{DynValue, Utf8Data};
 
@@ -72,8 +72,7 @@ pub fn string_tensor_bytes(value: &DynValue, elements: usize) -> Result<Vec<u8>>
                 "ONNX Runtime returned inconsistent string offsets",
             ));
         }
-        out.extend_from_slice(&((end - start) as u32).to_le_bytes());
-        out.extend_from_slice(&content[start..end]);
+        bytes_layout::push(&mut out, &content[start..end]);
     }
     Ok(out)
 }

@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use ferrite_driver_abi as abi;
+use ferrite_driver_abi::bytes_layout;
 
 use crate::{DataType, Error, Result, host};
 
@@ -373,21 +374,21 @@ fn split_rows<'d>(
     Ok(parts)
 }
 
-/// Byte offsets of the starts of `count` length-prefixed BYTES elements, plus the end.
+/// Byte offsets of the starts of `count` BYTES elements, plus the end.
 fn bytes_element_offsets(data: &[u8], count: usize) -> Result<Vec<usize>> {
     let mut offsets = Vec::with_capacity(count + 1);
-    let mut pos = 0usize;
     offsets.push(0);
-    for _ in 0..count {
-        let len_bytes = data
-            .get(pos..pos + 4)
-            .ok_or_else(|| Error::internal("BYTES tensor ends inside an element's length"))?;
-        let len = u32::from_le_bytes(len_bytes.try_into().expect("4 bytes")) as usize;
-        pos += 4 + len;
-        if pos > data.len() {
-            return Err(Error::internal("BYTES tensor ends inside an element"));
-        }
-        offsets.push(pos);
+    let mut end = 0;
+    for element in bytes_layout::elements(data).take(count) {
+        let element = element.map_err(|e| Error::internal(e.message))?;
+        end += 4 + element.len();
+        offsets.push(end);
+    }
+    if offsets.len() != count + 1 {
+        return Err(Error::internal(format!(
+            "BYTES tensor holds {} elements, expected {count}",
+            offsets.len() - 1
+        )));
     }
     Ok(offsets)
 }

@@ -28,6 +28,7 @@ pub use batch::{Batch, Gathered, Request, Response, Tensor};
 pub use error::{Error, Result};
 pub use export::Descriptor;
 pub use ferrite_driver_abi as abi;
+pub use ferrite_driver_abi::bytes_layout;
 pub use ferrite_driver_abi::{DataType, ErrorCode};
 pub use host::{LogLevel, log};
 pub use info::{DriverInfo, InstanceInfo, InstanceKind, ModelLoad};

@@ -169,25 +169,14 @@ struct Flags {
     log_error: Option<bool>,
 }
 
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+/// A list given as one value or many (`model_repository = "/m"` or `["/a", "/b"]`; a single
+/// FERRITE_* variable).
+fn one_or_many<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
-    enum OneOrMany {
-        One(PathBuf),
-        Many(Vec<PathBuf>),
-    }
-    Ok(match OneOrMany::deserialize(d)? {
-        OneOrMany::One(p) => vec![p],
-        OneOrMany::Many(v) => v,
-    })
-}
-
-fn strings_one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
     }
     Ok(match OneOrMany::deserialize(d)? {
         OneOrMany::One(p) => vec![p],
@@ -202,7 +191,7 @@ pub struct Options {
     #[serde(deserialize_with = "one_or_many")]
     pub model_repository: Vec<PathBuf>,
     pub backend_directory: Option<PathBuf>,
-    #[serde(deserialize_with = "strings_one_or_many")]
+    #[serde(deserialize_with = "one_or_many")]
     pub backend_config: Vec<String>,
     pub allow_http: bool,
     pub http_port: u16,
