@@ -18,7 +18,11 @@ use crate::write;
 pub const INFERENCE_HEADER_CONTENT_LENGTH: HeaderName =
     HeaderName::from_static("inference-header-content-length");
 
-/// A reply body: a few chunks (a JSON header, then tensors' own buffers, sent without copies).
+/// Replies up to this size are sent as one buffer.
+const COALESCE_LIMIT: u64 = 64 * 1024;
+
+/// A reply body: a few chunks (a JSON header, then tensors' own buffers, sent without copies
+/// when they are large).
 #[derive(Debug, Default)]
 pub struct ReplyBody {
     chunks: VecDeque<Bytes>,
@@ -30,8 +34,17 @@ pub struct ReplyBody {
 
 impl ReplyBody {
     pub fn new(chunks: impl IntoIterator<Item = Bytes>) -> ReplyBody {
-        let chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let mut chunks: VecDeque<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
         let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        // Small replies go out as one buffer: one write, one packet. Copying a few KiB costs
+        // less than the extra writes; large tensors keep their own buffers (no copy).
+        if chunks.len() > 1 && remaining <= COALESCE_LIMIT {
+            let mut one = Vec::with_capacity(remaining as usize);
+            for c in &chunks {
+                one.extend_from_slice(c);
+            }
+            chunks = VecDeque::from([Bytes::from(one)]);
+        }
         ReplyBody {
             chunks,
             remaining,

@@ -15,7 +15,13 @@ use ort::session::Session;
 use ort::value::Tensor;
 
 const WARMUP: usize = 300;
-const SAMPLES: usize = 3000;
+/// Requests measured per case; `FERRITE_BENCH_SAMPLES` overrides (e.g. to profile longer).
+fn samples() -> usize {
+    std::env::var("FERRITE_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000)
+}
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -31,8 +37,8 @@ fn raw_ort_p50(lib: &Path, model: &Path) -> Duration {
     let mut session: Session = ferrite_onnx::open_session(&env, model, 0, &[]).expect("session");
     let a: Vec<i32> = (0..16).collect();
     let b = vec![1i32; 16];
-    let mut times = Vec::with_capacity(SAMPLES);
-    for i in 0..WARMUP + SAMPLES {
+    let mut times = Vec::with_capacity(samples());
+    for i in 0..WARMUP + samples() {
         let start = Instant::now();
         let x = Tensor::from_array(([1i64, 16], a.clone())).unwrap();
         let y = Tensor::from_array(([1i64, 16], b.clone())).unwrap();
@@ -107,6 +113,25 @@ fn read_response(stream: &mut BufReader<TcpStream>) -> Vec<u8> {
     body
 }
 
+/// p50 of `GET /v2/health/live`: the HTTP round trip alone, no model involved.
+fn health_p50(addr: &str) -> Duration {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let request = format!("GET /v2/health/live HTTP/1.1\r\nHost: {addr}\r\n\r\n").into_bytes();
+    let mut times = Vec::with_capacity(samples());
+    for i in 0..WARMUP + samples() {
+        let start = Instant::now();
+        writer.write_all(&request).unwrap();
+        read_response(&mut reader);
+        if i >= WARMUP {
+            times.push(start.elapsed());
+        }
+    }
+    p50(times)
+}
+
 fn http_p50(addr: &str, headers: &str, body: &[u8]) -> Duration {
     let stream = TcpStream::connect(addr).unwrap();
     stream.set_nodelay(true).unwrap();
@@ -118,8 +143,8 @@ fn http_p50(addr: &str, headers: &str, body: &[u8]) -> Duration {
     )
     .into_bytes();
     request.extend_from_slice(body);
-    let mut times = Vec::with_capacity(SAMPLES);
-    for i in 0..WARMUP + SAMPLES {
+    let mut times = Vec::with_capacity(samples());
+    for i in 0..WARMUP + samples() {
         let start = Instant::now();
         writer.write_all(&request).unwrap();
         let response = read_response(&mut reader);
@@ -179,8 +204,12 @@ fn main() {
         &binary,
     );
 
+    let health = health_p50(&addr);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("simple, concurrency 1, {SAMPLES} requests after {WARMUP} warm-up, p50:");
+    println!(
+        "simple, concurrency 1, {} requests after {WARMUP} warm-up, p50:",
+        samples()
+    );
     println!("  raw ONNX Runtime run (in-process)     {:8.1} us", us(ort));
     println!(
         "  ferrite HTTP, JSON tensors            {:8.1} us   overhead {:8.1} us ({:.2}x)",
@@ -193,5 +222,9 @@ fn main() {
         us(binary_p50),
         us(binary_p50) - us(ort),
         us(binary_p50) / us(ort)
+    );
+    println!(
+        "  (HTTP round trip alone, GET /v2/health/live: {:.1} us)",
+        us(health)
     );
 }

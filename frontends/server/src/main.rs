@@ -70,6 +70,7 @@ fn run(options: options::Options) -> Result<ExitCode, String> {
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.http_thread_count.max(1))
         .enable_all()
         .thread_name("ferrite-io")
         .build()

@@ -49,7 +49,6 @@ const NOT_YET: &[&str] = &[
     "trace-rate",
     "trace-count",
     "trace-log-frequency",
-    "http-thread-count",
     "http-header-forward-pattern",
     "http-restricted-api",
     "reuse-http-port",
@@ -122,6 +121,11 @@ struct Flags {
     #[arg(long, value_name = "ADDRESS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     http_address: Option<String>,
+    /// Threads serving the network frontends (default: half the cores, at least one; model
+    /// instances run on threads of their own).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_thread_count: Option<usize>,
     /// Refuse models whose config.pbtxt is incomplete (no auto-complete).
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,6 +200,7 @@ pub struct Options {
     pub allow_http: bool,
     pub http_port: u16,
     pub http_address: String,
+    pub http_thread_count: usize,
     pub strict_model_config: bool,
     pub disable_auto_complete_config: bool,
     pub exit_on_error: bool,
@@ -219,6 +224,7 @@ impl Default for Options {
             allow_http: true,
             http_port: 8000,
             http_address: "0.0.0.0".into(),
+            http_thread_count: default_io_threads(),
             strict_model_config: false,
             disable_auto_complete_config: false,
             exit_on_error: true,
@@ -233,6 +239,13 @@ impl Default for Options {
             log_error: true,
         }
     }
+}
+
+/// Half the cores, at least one: the frontends only decode and encode; the model instances,
+/// on their own threads, do the work. (On a 2-core machine a second I/O thread measurably
+/// slows requests down: each request would wake both.)
+fn default_io_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 #[derive(Debug)]
@@ -389,6 +402,10 @@ impl Options {
             vec![
                 "http_address".into(),
                 format!("{}:{}", self.http_address, self.http_port),
+            ],
+            vec![
+                "http_thread_count".into(),
+                self.http_thread_count.to_string(),
             ],
             vec![
                 "exit_on_error".into(),
