@@ -3,19 +3,20 @@
 //! configuration from the ONNX file, and running a batch. The drivers differ only in the
 //! execution provider they register and the memory they use.
 
-mod autocomplete;
+mod config;
 mod execute;
 mod strings;
 mod types;
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use ferrite_driver_sdk::{DriverInfo, Error, InstanceInfo, ModelLoad, Result};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-pub use autocomplete::auto_complete;
+pub use config::{auto_complete, validate};
 pub use execute::execute;
 pub use types::{from_ort, to_ort};
 
@@ -64,6 +65,9 @@ pub struct OnnxModel {
     /// Model batches along the first dimension (`max_batch_size > 0`).
     pub batching: bool,
     pub intra_op_threads: usize,
+    /// The CPU session opened to read the model at load time, handed to the first CPU
+    /// instance rather than opened twice.
+    spare: Mutex<Option<Session>>,
 }
 
 /// One instance: its own session (`Session::run` takes `&mut self`).
@@ -126,13 +130,14 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
         .and_then(|v| v.as_str())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let session = open_session(env, &file, intra_op_threads, &[])?;
     if load.auto_complete() {
-        let session = open_session(env, &file, 1, &[])?;
         let completed = auto_complete(load.config(), &session)?;
         if &completed != load.config() {
             load.set_config(completed)?;
         }
     }
+    validate(load.name(), load.config(), &session)?;
     let batching = load
         .config()
         .get("max_batch_size")
@@ -144,6 +149,7 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
         file,
         batching,
         intra_op_threads,
+        spare: Mutex::new(Some(session)),
     })
 }
 
@@ -154,7 +160,14 @@ pub fn create_instance(
     _info: &InstanceInfo,
     providers: &[ort::ep::ExecutionProviderDispatch],
 ) -> Result<OnnxInstance> {
-    Ok(OnnxInstance {
-        session: open_session(env, &model.file, model.intra_op_threads, providers)?,
-    })
+    let spare = if providers.is_empty() {
+        model.spare.lock().unwrap_or_else(|p| p.into_inner()).take()
+    } else {
+        None
+    };
+    let session = match spare {
+        Some(session) => session,
+        None => open_session(env, &model.file, model.intra_op_threads, providers)?,
+    };
+    Ok(OnnxInstance { session })
 }

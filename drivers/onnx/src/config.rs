@@ -1,7 +1,8 @@
-//! Fills in what a model configuration leaves out from the ONNX model itself, as Triton's
-//! ONNX Runtime backend does: inputs, outputs (name, type, dims) and, for a configuration that
-//! says nothing about batching, `max_batch_size` when every input and output has a variable
-//! first dimension.
+//! The model configuration against the ONNX model itself, as Triton's ONNX Runtime backend
+//! does it: auto-complete fills in what the configuration leaves out (inputs, outputs with
+//! their types and dims and, for a configuration that says nothing about batching,
+//! `max_batch_size` when every input and output has a variable first dimension); validation
+//! checks that what it says matches the model.
 
 use ferrite_driver_sdk::{Error, Result};
 use ort::session::Session;
@@ -54,19 +55,119 @@ fn is_empty(v: Option<&Value>) -> bool {
     }
 }
 
-/// Completes `config` (protobuf JSON) from the session's inputs and outputs.
-pub fn auto_complete(config: &Value, session: &Session) -> Result<Value> {
-    let inputs: Vec<Io> = session
+fn model_io(session: &Session) -> Result<(Vec<Io>, Vec<Io>)> {
+    let inputs = session
         .inputs()
         .iter()
         .map(|o| describe(o, "input"))
         .collect::<Result<_>>()?;
-    let outputs: Vec<Io> = session
+    let outputs = session
         .outputs()
         .iter()
         .map(|o| describe(o, "output"))
         .collect::<Result<_>>()?;
+    Ok((inputs, outputs))
+}
+
+/// Completes `config` (protobuf JSON) from the session's inputs and outputs.
+pub fn auto_complete(config: &Value, session: &Session) -> Result<Value> {
+    let (inputs, outputs) = model_io(session)?;
     complete(config, &inputs, &outputs)
+}
+
+/// Checks that `config` (protobuf JSON) describes the session's model: every model input is
+/// configured and every configured input and output exists in the model, with the model's
+/// data type and a shape the model accepts.
+pub fn validate(model: &str, config: &Value, session: &Session) -> Result<()> {
+    let (inputs, outputs) = model_io(session)?;
+    check(model, config, &inputs, &outputs)
+}
+
+fn entries<'c>(config: &'c Value, key: &str) -> Vec<&'c Value> {
+    config
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<()> {
+    let max_batch = config
+        .get("max_batch_size")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let configured_inputs = entries(config, "input");
+    let configured: Vec<&str> = configured_inputs
+        .iter()
+        .filter_map(|e| e.get("name").and_then(Value::as_str))
+        .collect();
+    let missing: Vec<&str> = inputs
+        .iter()
+        .map(|io| io.name.as_str())
+        .filter(|n| !configured.contains(n))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid_arg(format!(
+            "unable to load model '{model}', configuration expects {} inputs, model provides {} (inputs missing from the configuration: {})",
+            configured.len(),
+            inputs.len(),
+            missing.join(", ")
+        )));
+    }
+    for (key, ios, kind) in [("input", inputs, "input"), ("output", outputs, "output")] {
+        for entry in entries(config, key) {
+            let name = entry.get("name").and_then(Value::as_str).unwrap_or("");
+            let Some(io) = ios.iter().find(|io| io.name == name) else {
+                let allowed: Vec<&str> = ios.iter().map(|io| io.name.as_str()).collect();
+                return Err(Error::invalid_arg(format!(
+                    "unexpected inference {kind} '{name}' in the configuration of model '{model}', allowed {kind}s are: {}",
+                    allowed.join(", ")
+                )));
+            };
+            let data_type = entry
+                .get("data_type")
+                .and_then(Value::as_str)
+                .unwrap_or("TYPE_INVALID");
+            if data_type != io.data_type {
+                return Err(Error::invalid_arg(format!(
+                    "unexpected datatype {data_type} for inference {kind} '{name}' of model '{model}', expecting {}",
+                    io.data_type
+                )));
+            }
+            if entry.get("reshape").is_some_and(|r| !r.is_null()) {
+                continue;
+            }
+            let mut shape: Vec<i64> = Vec::new();
+            if max_batch > 0 {
+                shape.push(-1);
+            }
+            shape.extend(
+                entry
+                    .get("dims")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_i64),
+            );
+            let fits = shape.len() == io.dims.len()
+                && shape.iter().zip(&io.dims).all(|(&c, &m)| m == -1 || c == m);
+            if !fits {
+                return Err(Error::invalid_arg(format!(
+                    "model '{model}', tensor '{name}': the model expects {} dimensions (shape {:?}) but the model configuration specifies {} dimensions ({}shape {:?})",
+                    io.dims.len(),
+                    io.dims,
+                    shape.len(),
+                    if max_batch > 0 {
+                        "an initial batch dimension because max_batch_size > 0 followed by the explicit tensor shape, making complete "
+                    } else {
+                        ""
+                    },
+                    shape
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
@@ -187,6 +288,43 @@ mod tests {
         .unwrap();
         assert_eq!(out["max_batch_size"], 0);
         assert_eq!(out["input"][0]["dims"], json!([1, 3]));
+    }
+
+    #[test]
+    fn validation_names_what_does_not_match() {
+        let ins = [io("x", "TYPE_FP32", &[-1, 3])];
+        let outs = [io("y", "TYPE_FP32", &[-1])];
+        let ok = json!({"max_batch_size": 4,
+            "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [3]}],
+            "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": []}]});
+        assert!(check("m", &ok, &ins, &outs).is_ok());
+        let cases = [
+            (
+                json!({"input": [], "output": []}),
+                "configuration expects 0 inputs, model provides 1",
+            ),
+            (
+                json!({"max_batch_size": 4, "input": [{"name": "x", "data_type": "TYPE_INT32", "dims": [3]}]}),
+                "unexpected datatype TYPE_INT32 for inference input 'x'",
+            ),
+            (
+                json!({"max_batch_size": 4, "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [4]}]}),
+                "tensor 'x': the model expects 2 dimensions",
+            ),
+            (
+                json!({"input": [{"name": "x", "data_type": "TYPE_FP32", "dims": [1, 3]}],
+                    "output": [{"name": "z", "data_type": "TYPE_FP32", "dims": [1]}]}),
+                "unexpected inference output 'z'",
+            ),
+        ];
+        for (config, want) in cases {
+            let e = check("m", &config, &ins, &outs).unwrap_err();
+            assert!(
+                e.message.contains(want),
+                "{} does not contain {want}",
+                e.message
+            );
+        }
     }
 
     #[test]
