@@ -12,6 +12,7 @@ pub mod postprocess;
 pub mod repository;
 pub mod request;
 pub mod server;
+pub mod shm;
 pub mod stats;
 pub mod tensor;
 

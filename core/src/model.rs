@@ -352,6 +352,10 @@ impl ResponseSink for RequestSink {
             let _ = self.tx.send(result);
         }
     }
+
+    fn abandoned(&self) -> bool {
+        self.tx.is_closed()
+    }
 }
 
 /// An instance thread: takes one request at a time from the model's queue and executes it.
@@ -378,6 +382,22 @@ fn run_job(instance: &mut DriverInstance, shared: &Shared, job: Job) {
         ..
     } = job;
     let slot = RequestSlot::new(Box::new(sink));
+    // A request nobody waits for, or whose deadline passed in the queue, does not run.
+    let expired = request
+        .deadline
+        .is_some_and(|d| std::time::Instant::now() >= d);
+    if expired || slot.abandoned() {
+        slot.finish_with(Error::new(
+            crate::ErrorCode::Cancelled,
+            if expired {
+                "the request's deadline passed before it could run"
+            } else {
+                "the client went away before the request could run"
+            },
+        ));
+        slot.flush();
+        return;
+    }
     let exec = exec_request(&request, &slot);
     let mut stats = abi::ExecuteStats::default();
     let _ = instance.execute(std::slice::from_ref(&exec), &mut stats);

@@ -32,6 +32,9 @@ pub struct InferenceRequest {
     /// A raw (header-less) binary request: a single input whose name, type and shape are
     /// deduced from the model configuration. Its data is `inputs[0].data`.
     pub raw_input: bool,
+    /// The client's deadline (gRPC `grpc-timeout`): a request still queued when it passes is
+    /// answered CANCELLED without running.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl InferenceRequest {

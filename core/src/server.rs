@@ -15,6 +15,7 @@ use crate::driver::DriverRegistry;
 use crate::model::{LoadOptions, LoadedModel, ResponseStream};
 use crate::repository::{self, ModelDir};
 use crate::request::{InferenceRequest, InferenceResponse};
+use crate::shm::SharedMemory;
 use crate::stats::ModelStats;
 use crate::tensor::DataType;
 use crate::{Error, Result, clock};
@@ -137,6 +138,7 @@ struct ModelRecord {
 struct Inner {
     options: ServerOptions,
     drivers: DriverRegistry,
+    shared_memory: SharedMemory,
     models: RwLock<BTreeMap<String, ModelRecord>>,
     live: AtomicBool,
 }
@@ -165,6 +167,7 @@ impl Server {
             inner: Arc::new(Inner {
                 options,
                 drivers,
+                shared_memory: SharedMemory::default(),
                 models: RwLock::new(BTreeMap::new()),
                 live: AtomicBool::new(true),
             }),
@@ -271,6 +274,11 @@ impl Server {
 
     pub fn drivers(&self) -> &DriverRegistry {
         &self.inner.drivers
+    }
+
+    /// The shared memory regions clients registered (both frontends use the same ones).
+    pub fn shared_memory(&self) -> &SharedMemory {
+        &self.inner.shared_memory
     }
 
     pub fn is_live(&self) -> bool {

@@ -185,3 +185,17 @@ async fn bad_requests_fail_alone() {
         assert_eq!(ints(&r.outputs[0])[15], 16);
     }
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_does_not_run() {
+    let Some(server) = server() else { return };
+    let before = server.statistics(Some("simple"), None).unwrap()[0].execution_count;
+    let mut late = simple_request(1);
+    late.deadline = Some(std::time::Instant::now() - std::time::Duration::from_millis(1));
+    let e = server.infer_one(late).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Cancelled);
+    assert!(e.message().contains("deadline"), "{}", e.message());
+    let stats = &server.statistics(Some("simple"), None).unwrap()[0];
+    assert_eq!(stats.execution_count, before, "it must not have run");
+    assert!(stats.inference_stats.fail.count >= 1);
+}

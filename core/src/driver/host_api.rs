@@ -17,6 +17,10 @@ pub trait ResponseSink: Send + Sync {
     /// Called once the execution that answered the request is fully accounted for (its
     /// statistics recorded); a sink that held its final response back delivers it now.
     fn flush(&self) {}
+    /// Whether nobody waits for the responses any more (the client went away).
+    fn abandoned(&self) -> bool {
+        false
+    }
 }
 
 /// An output as a driver produced it.
@@ -49,6 +53,11 @@ impl RequestSlot {
     /// Whether the request got its final response.
     pub fn finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// See [`ResponseSink::abandoned`].
+    pub fn abandoned(&self) -> bool {
+        self.sink.abandoned()
     }
 
     /// See [`ResponseSink::flush`].
