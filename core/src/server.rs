@@ -28,6 +28,8 @@ pub const EXTENSIONS: &[&str] = &[
     "classification",
     "model_repository",
     "model_configuration",
+    "system_shared_memory",
+    "cuda_shared_memory",
     "binary_tensor_data",
     "parameters",
     "statistics",
@@ -48,6 +50,9 @@ pub struct ServerOptions {
     pub strict_readiness: bool,
     /// Models loaded at once at startup.
     pub model_load_threads: usize,
+    /// `--allow-client-shm`: whether clients may register, unregister and use system and
+    /// CUDA shared memory regions (Triton >= 2.69; off by default, as there).
+    pub allow_client_shm: bool,
 }
 
 impl Default for ServerOptions {
@@ -60,6 +65,7 @@ impl Default for ServerOptions {
             strict_model_config: false,
             strict_readiness: true,
             model_load_threads: 4,
+            allow_client_shm: false,
         }
     }
 }
@@ -163,11 +169,12 @@ impl Server {
                 .iter()
                 .any(|d| d.instance_kinds & abi::INSTANCE_KIND_GPU != 0),
         };
+        let shared_memory = SharedMemory::new(options.allow_client_shm);
         let server = Server {
             inner: Arc::new(Inner {
                 options,
                 drivers,
-                shared_memory: SharedMemory::default(),
+                shared_memory,
                 models: RwLock::new(BTreeMap::new()),
                 live: AtomicBool::new(true),
             }),
