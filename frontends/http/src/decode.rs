@@ -1,31 +1,62 @@
 //! An inference request body -> a core `InferenceRequest`: the JSON header, tensor data given
 //! as JSON (flat or nested) or as binary after the header (binary tensor extension, sliced
-//! from the body without copies), request parameters, requested outputs. Checks and texts
-//! follow Triton 2.51's http_server.cc, in its order: id, parameters, each input (fields,
-//! shape, data), left-over binary data, outputs.
+//! from the body without copies, or read in place from a registered shared memory region),
+//! request parameters, requested outputs (some of them bound for shared memory). Checks and
+//! texts follow Triton 2.51's http_server.cc, in its order: id, parameters, each input
+//! (fields, shape, data), left-over binary data, outputs.
 
 use bytes::Bytes;
 use ferrite_core::request::{InferenceRequest, Parameters, RequestedOutput};
+use ferrite_core::shm::{OutputRegion, RegionRef, SharedMemory};
 use ferrite_core::{DataType, Error, Tensor};
 use serde_json::Value as JsonValue;
 
 use crate::json::{self, Number, NumberValue, Scalar, Value};
 
-/// How each output goes back: JSON `data`, or binary after the JSON header.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// How one output goes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputKind {
+    /// JSON `data`.
+    Json,
+    /// After the JSON header (binary tensor data extension).
+    Binary,
+    /// Written into a shared memory region; the reply names it without data.
+    SharedMemory,
+}
+
+/// How each output goes back: JSON `data`, binary after the JSON header, or into shared
+/// memory.
+#[derive(Clone, Debug, Default)]
 pub struct OutputKinds {
     /// For outputs the request does not name (`binary_data_output`, or a raw request).
     pub default_binary: bool,
     /// Outputs the request names, with their `binary_data`.
     pub named: Vec<(String, bool)>,
+    /// Outputs the request puts in shared memory, with where (checked when the request was
+    /// read, as Triton does).
+    pub shm: Vec<(String, OutputRegion)>,
 }
 
 impl OutputKinds {
-    pub fn is_binary(&self, name: &str) -> bool {
-        self.named
+    pub fn kind(&self, name: &str) -> OutputKind {
+        if self.shm.iter().any(|(n, _)| n == name) {
+            return OutputKind::SharedMemory;
+        }
+        let binary = self
+            .named
             .iter()
             .find(|(n, _)| n == name)
-            .map_or(self.default_binary, |(_, b)| *b)
+            .map_or(self.default_binary, |(_, b)| *b);
+        if binary {
+            OutputKind::Binary
+        } else {
+            OutputKind::Json
+        }
+    }
+
+    /// Where a shared memory output goes.
+    pub fn region(&self, name: &str) -> Option<&OutputRegion> {
+        self.shm.iter().find(|(n, _)| n == name).map(|(_, r)| r)
     }
 }
 
@@ -52,6 +83,7 @@ pub fn raw_request(model_name: &str, version: Option<i64>, body: Bytes) -> Decod
         outputs: OutputKinds {
             default_binary: true,
             named: Vec::new(),
+            shm: Vec::new(),
         },
     }
 }
@@ -84,12 +116,14 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Parses the JSON header of an inference request; `binary` is what follows it in the body.
+/// Parses the JSON header of an inference request; `binary` is what follows it in the body;
+/// `shm` holds the regions inputs may come from and outputs go to.
 pub fn json_request(
     model_name: &str,
     version: Option<i64>,
     header: &[u8],
     binary: Bytes,
+    shm: &SharedMemory,
 ) -> Result<Decoded, Error> {
     let root = json::parse(header).map_err(|e| {
         if e.kind == json::ErrorKind::TooDeep {
@@ -124,7 +158,7 @@ pub fn json_request(
     for input in inputs {
         request
             .inputs
-            .push(input_tensor(model_name, input, &mut binary)?);
+            .push(input_tensor(model_name, input, &mut binary, shm)?);
     }
     if !binary.rest.is_empty() {
         return Err(Error::invalid_arg(format!(
@@ -137,8 +171,11 @@ pub fn json_request(
             return Err(json_error("outputs", NOT_ARRAY));
         };
         for output in outputs {
-            let (requested, binary) = requested_output(output)?;
-            kinds.named.push((requested.name.clone(), binary));
+            let (requested, kind) = requested_output(output, shm)?;
+            match kind {
+                Destination::Region(region) => kinds.shm.push((requested.name.clone(), region)),
+                Destination::Binary(binary) => kinds.named.push((requested.name.clone(), binary)),
+            }
             request.outputs.push(requested);
         }
     }
@@ -226,11 +263,40 @@ struct BinarySection {
     rest: Bytes,
 }
 
+/// Triton's `CheckSharedMemoryData`: the `shared_memory_region` (string),
+/// `shared_memory_offset` and `shared_memory_byte_size` (unsigned, 0 when absent) parameters
+/// of an input or output, each checked when present; `None` without a region.
+fn shm_parameters(params: Option<&Value<'_>>) -> Result<Option<RegionRef>, Error> {
+    let Some(params) = params else {
+        return Ok(None);
+    };
+    let region = params
+        .get("shared_memory_region")
+        .map(|r| {
+            r.as_str_bytes()
+                .map(lossy)
+                .ok_or_else(|| json_error("shared_memory_region", NOT_STRING))
+        })
+        .transpose()?;
+    let number = |field: &str| match params.get(field) {
+        None => Ok(0),
+        Some(v) => v.as_u64().ok_or_else(|| json_error(field, NOT_UINT)),
+    };
+    let offset = number("shared_memory_offset")?;
+    let byte_size = number("shared_memory_byte_size")?;
+    Ok(region.map(|region| RegionRef {
+        region,
+        offset,
+        byte_size,
+    }))
+}
+
 /// One entry of `inputs` (Triton's `ParseJsonTritonIO`, per input).
 fn input_tensor(
     model_name: &str,
     input: &Value<'_>,
     binary: &mut BinarySection,
+    shm: &SharedMemory,
 ) -> Result<Tensor, Error> {
     let params = input.get("parameters");
     let has_data = input.get("data").is_some();
@@ -299,21 +365,11 @@ fn input_tensor(
         return Ok(Tensor::new(name, datatype, shape, data));
     }
 
-    if has_shm {
-        let params = params.expect("has_shm implies parameters");
-        let region = params
-            .get("shared_memory_region")
-            .and_then(Value::as_str_bytes)
-            .ok_or_else(|| json_error("shared_memory_region", NOT_STRING))?;
-        for field in ["shared_memory_offset", "shared_memory_byte_size"] {
-            if params.get(field).is_some_and(|v| v.as_u64().is_none()) {
-                return Err(json_error(field, NOT_UINT));
-            }
-        }
-        return Err(Error::invalid_arg(format!(
-            "Unable to find shared memory region: '{}'",
-            lossy(region)
-        )));
+    // Not binary: Triton reads the shared memory parameters whether or not a region is named.
+    if let Some(at) = shm_parameters(params)? {
+        // In place: the tensor's bytes are the region's, kept mapped while the request lives.
+        let data = shm.input(&at)?;
+        return Ok(Tensor::new(name, datatype, shape, data));
     }
 
     let count = shape
@@ -412,8 +468,17 @@ fn push_scalar(out: &mut Vec<u8>, datatype: DataType, s: Scalar<'_>) -> Result<(
     Ok(())
 }
 
-/// One entry of `outputs`: the core's `RequestedOutput` and whether it goes back as binary.
-fn requested_output(output: &Value<'_>) -> Result<(RequestedOutput, bool), Error> {
+/// Where a requested output goes: binary or not, or a shared memory region.
+enum Destination {
+    Binary(bool),
+    Region(OutputRegion),
+}
+
+/// One entry of `outputs`: the core's `RequestedOutput` and where it goes.
+fn requested_output(
+    output: &Value<'_>,
+    shm: &SharedMemory,
+) -> Result<(RequestedOutput, Destination), Error> {
     let params = output.get("parameters");
     if let Some(p) = params
         && p.get("shared_memory_region").is_some()
@@ -438,23 +503,21 @@ fn requested_output(output: &Value<'_>) -> Result<(RequestedOutput, bool), Error
     let mut classification = None;
     let mut binary = false;
     let mut parameters = Parameters::new();
+    if let Some(c) = params.and_then(|p| p.get("classification")) {
+        let c = c.as_u64().ok_or_else(|| {
+            Error::internal(format!("Unable to set 'classification': {NOT_UINT}"))
+        })?;
+        classification = (c > 0).then(|| usize::try_from(c).unwrap_or(usize::MAX));
+    }
+    // Triton's GetMemoryInfo, when the request is read: the region exists and the span fits.
+    let region = match shm_parameters(params)? {
+        Some(at) => Some(shm.output(&at)?),
+        None => None,
+    };
     if let Some(p) = params {
-        if let Some(c) = p.get("classification") {
-            let c = c.as_u64().ok_or_else(|| {
-                Error::internal(format!("Unable to set 'classification': {NOT_UINT}"))
-            })?;
-            classification = (c > 0).then(|| usize::try_from(c).unwrap_or(usize::MAX));
-        }
-        if let Some(region) = p.get("shared_memory_region") {
-            let region = region
-                .as_str_bytes()
-                .ok_or_else(|| json_error("shared_memory_region", NOT_STRING))?;
-            return Err(Error::invalid_arg(format!(
-                "Unable to find shared memory region: '{}'",
-                lossy(region)
-            )));
-        }
-        if let Some(b) = p.get("binary_data") {
+        if region.is_none()
+            && let Some(b) = p.get("binary_data")
+        {
             binary = b
                 .as_bool()
                 .ok_or_else(|| json_error("binary_data", NOT_BOOL))?;
@@ -469,7 +532,10 @@ fn requested_output(output: &Value<'_>) -> Result<(RequestedOutput, bool), Error
             classification,
             parameters,
         },
-        binary,
+        match region {
+            Some(region) => Destination::Region(region),
+            None => Destination::Binary(binary),
+        },
     ))
 }
 
@@ -478,7 +544,13 @@ mod tests {
     use super::*;
 
     fn decode(header: &str, binary: &[u8]) -> Result<Decoded, Error> {
-        json_request("m", None, header.as_bytes(), Bytes::copy_from_slice(binary))
+        json_request(
+            "m",
+            None,
+            header.as_bytes(),
+            Bytes::copy_from_slice(binary),
+            &SharedMemory::default(),
+        )
     }
 
     fn err(header: &str) -> (ferrite_core::ErrorCode, String) {
@@ -523,9 +595,9 @@ mod tests {
         assert_eq!(r.outputs[0].classification, Some(3));
         assert_eq!(r.outputs[1].classification, None);
         assert!(d.outputs.default_binary);
-        assert!(!d.outputs.is_binary("OUT"));
-        assert!(!d.outputs.is_binary("O2"));
-        assert!(d.outputs.is_binary("UNNAMED"));
+        assert_eq!(d.outputs.kind("OUT"), OutputKind::Json);
+        assert_eq!(d.outputs.kind("O2"), OutputKind::Json);
+        assert_eq!(d.outputs.kind("UNNAMED"), OutputKind::Binary);
     }
 
     #[test]
@@ -716,10 +788,7 @@ mod tests {
             err(
                 r#"{"inputs":[{"name":"A","datatype":"INT32","shape":[1],"parameters":{"shared_memory_region":"r"}}]}"#
             ),
-            (
-                InvalidArg,
-                "Unable to find shared memory region: 'r'".into()
-            )
+            (NotFound, "Unable to find shared memory region: 'r'".into())
         );
         assert_eq!(
             err(r#"{"inputs":[],"outputs":{}}"#).1,
@@ -760,7 +829,14 @@ mod tests {
     fn binary_inputs_are_slices_of_the_body() {
         let body = Bytes::from_static(b"aaaabbcccccc");
         let header = binary_header(&[4, 2, 6, 0]);
-        let d = json_request("m", Some(3), header.as_bytes(), body.clone()).unwrap();
+        let d = json_request(
+            "m",
+            Some(3),
+            header.as_bytes(),
+            body.clone(),
+            &SharedMemory::default(),
+        )
+        .unwrap();
         let data: Vec<&[u8]> = d.request.inputs.iter().map(|t| &t.data[..]).collect();
         assert_eq!(data, [&b"aaaa"[..], b"bb", b"cccccc", b""]);
         assert_eq!(d.request.model_version, Some(3));
@@ -801,5 +877,171 @@ mod tests {
         assert!(d.request.raw_input);
         assert_eq!(d.request.inputs[0].data, &b"abcd"[..]);
         assert!(d.outputs.default_binary);
+    }
+
+    /// A POSIX shared memory object of `size` zero bytes, removed on drop.
+    struct Object(std::path::PathBuf);
+    impl Drop for Object {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn object(tag: &str, size: usize) -> (String, Object) {
+        let key = format!("/ferrite_http_decode_{tag}_{}", std::process::id());
+        let path = std::path::PathBuf::from(format!("/dev/shm{key}"));
+        std::fs::write(&path, vec![0u8; size]).unwrap();
+        (key, Object(path))
+    }
+
+    #[test]
+    fn inputs_read_in_place_and_outputs_bound_to_regions() {
+        let (key, _obj) = object("ok", 64);
+        let shm = SharedMemory::new(true);
+        shm.register_system("in", &key, 0, 32).unwrap();
+        shm.register_system("out", &key, 32, 32).unwrap();
+        shm.write_output(
+            &RegionRef {
+                region: "in".into(),
+                offset: 0,
+                byte_size: 8,
+            },
+            "x",
+            &[1, 0, 0, 0, 2, 0, 0, 0],
+        )
+        .unwrap();
+        let header = r#"{"inputs":[{"name":"A","datatype":"INT32","shape":[1,2],"parameters":{"shared_memory_region":"in","shared_memory_byte_size":8}},
+                                   {"name":"B","datatype":"INT32","shape":[1],"parameters":{"shared_memory_region":"in","shared_memory_offset":4,"shared_memory_byte_size":4}}],
+                         "parameters":{"binary_data_output":true},
+                         "outputs":[{"name":"O","parameters":{"shared_memory_region":"out","shared_memory_offset":8,"shared_memory_byte_size":16,"binary_data":false}},
+                                    {"name":"P","parameters":{"binary_data":false}}]}"#;
+        let d = json_request("m", None, header.as_bytes(), Bytes::new(), &shm).unwrap();
+        let inputs = &d.request.inputs;
+        assert_eq!(inputs[0].data, &[1u8, 0, 0, 0, 2, 0, 0, 0][..]);
+        assert_eq!(inputs[0].shape, vec![1, 2]);
+        assert_eq!(inputs[1].data, &[2u8, 0, 0, 0][..]);
+        // in place: both views are of the same mapping
+        assert_eq!(inputs[1].data.as_ptr(), inputs[0].data[4..].as_ptr());
+        assert_eq!(d.outputs.kind("O"), OutputKind::SharedMemory);
+        assert_eq!(d.outputs.kind("P"), OutputKind::Json);
+        assert_eq!(d.outputs.kind("Q"), OutputKind::Binary);
+        let region = d.outputs.region("O").unwrap();
+        assert_eq!((region.region(), region.byte_size()), ("out", 16));
+        assert!(d.outputs.region("P").is_none());
+        region.write("O", &[7; 4]).unwrap();
+        let raw = std::fs::read(format!("/dev/shm{key}")).unwrap();
+        assert_eq!(&raw[40..44], &[7; 4]);
+        // the requested output keeps its parameters for the core
+        assert_eq!(
+            d.request.outputs[0].parameters.get("shared_memory_region"),
+            Some(&JsonValue::from("out"))
+        );
+    }
+
+    #[test]
+    fn shared_memory_errors_are_tritons() {
+        use ferrite_core::ErrorCode::*;
+        let (key, _obj) = object("errors", 16);
+        let shm = SharedMemory::new(true);
+        shm.register_system("r", &key, 0, 16).unwrap();
+        let err = |header: &str| {
+            let e = json_request("m", None, header.as_bytes(), Bytes::new(), &shm).unwrap_err();
+            (e.code(), e.message().to_string())
+        };
+        let input = |params: &str| {
+            format!(
+                r#"{{"inputs":[{{"name":"A","datatype":"INT32","shape":[1],"parameters":{params}}}]}}"#
+            )
+        };
+        let output = |params: &str| {
+            format!(r#"{{"inputs":[],"outputs":[{{"name":"O","parameters":{params}}}]}}"#)
+        };
+        assert_eq!(
+            err(&input(r#"{"shared_memory_region":1}"#)),
+            (
+                Internal,
+                format!("Unable to parse 'shared_memory_region': {NOT_STRING}")
+            )
+        );
+        assert_eq!(
+            err(&input(
+                r#"{"shared_memory_region":"r","shared_memory_offset":-1}"#
+            )),
+            (
+                Internal,
+                format!("Unable to parse 'shared_memory_offset': {NOT_UINT}")
+            )
+        );
+        assert_eq!(
+            err(&input(
+                r#"{"shared_memory_region":"r","shared_memory_byte_size":"4"}"#
+            ))
+            .1,
+            format!("Unable to parse 'shared_memory_byte_size': {NOT_UINT}")
+        );
+        let (code, message) = err(&input(
+            r#"{"shared_memory_region":"r","shared_memory_offset":12,"shared_memory_byte_size":8}"#,
+        ));
+        assert_eq!(code, InvalidArg);
+        assert!(
+            message.starts_with("Invalid offset + byte size for shared memory region: 'r'"),
+            "{message}"
+        );
+        let (code, message) = err(&input(
+            r#"{"shared_memory_region":"r","shared_memory_offset":16,"shared_memory_byte_size":0}"#,
+        ));
+        assert_eq!(code, InvalidArg);
+        assert!(
+            message.starts_with("Invalid offset for shared memory region: 'r'"),
+            "{message}"
+        );
+        assert_eq!(
+            err(&input(
+                r#"{"shared_memory_region":"r","binary_data_size":4}"#
+            ))
+            .1,
+            "Input must set only one of the following fields: 'data', 'binary_data_size' in 'parameters', 'shared_memory_region' in 'parameters'. But set 'binary_data_size' 'shared_memory_region'"
+        );
+        // JSON data with a shared memory parameter of the wrong type (Triton reads them all)
+        assert_eq!(
+            err(r#"{"inputs":[{"name":"A","datatype":"INT32","shape":[1],"data":[1],"parameters":{"shared_memory_offset":"x"}}]}"#).1,
+            format!("Unable to parse 'shared_memory_offset': {NOT_UINT}")
+        );
+        assert_eq!(
+            err(&output(r#"{"shared_memory_region":"nope"}"#)),
+            (
+                NotFound,
+                "Unable to find shared memory region: 'nope'".into()
+            )
+        );
+        assert_eq!(
+            err(&output(
+                r#"{"shared_memory_region":"r","shared_memory_byte_size":17}"#
+            ))
+            .0,
+            InvalidArg
+        );
+        assert_eq!(
+            err(&output(
+                r#"{"shared_memory_region":"r","binary_data":true}"#
+            )),
+            (
+                InvalidArg,
+                "Output can't set both 'shared_memory_region' and 'binary_data'".into()
+            )
+        );
+        assert_eq!(
+            err(&output(
+                r#"{"shared_memory_region":"r","classification":1}"#
+            )),
+            (
+                InvalidArg,
+                "Output can't set both 'shared_memory_region' and 'classification'".into()
+            )
+        );
+        assert_eq!(
+            err(&output(r#"{"shared_memory_region":[]}"#)).1,
+            format!("Unable to parse 'shared_memory_region': {NOT_STRING}")
+        );
     }
 }

@@ -2,12 +2,14 @@
 //! one, `model_name`, `model_version` as a string, `parameters` when there are any,
 //! `outputs`), each output's data either as JSON `data` or, for binary outputs, as
 //! `parameters.binary_data_size` with the tensor's own bytes appended after the JSON, in
-//! output order, without copying them.
+//! output order, without copying them. An output the request put in shared memory (already
+//! written there) is named with its datatype and shape only: no `data`, no `parameters`, as
+//! Triton's reply has it.
 
 use bytes::Bytes;
 use ferrite_core::{DataType, Error, InferenceResponse, Tensor};
 
-use crate::decode::OutputKinds;
+use crate::decode::{OutputKind, OutputKinds};
 use crate::write;
 
 /// A reply body in pieces: the JSON header first, then binary outputs' buffers.
@@ -36,10 +38,9 @@ pub fn response(resp: &InferenceResponse, kinds: &OutputKinds) -> Result<Encoded
             .iter()
             .map(|t| {
                 64 + t.name.len()
-                    + if kinds.is_binary(&t.name) {
-                        0
-                    } else {
-                        json_size_hint(t)
+                    + match kinds.kind(&t.name) {
+                        OutputKind::Json => json_size_hint(t),
+                        OutputKind::Binary | OutputKind::SharedMemory => 0,
                     }
             })
             .sum::<usize>();
@@ -77,16 +78,20 @@ pub fn response(resp: &InferenceResponse, kinds: &OutputKinds) -> Result<Encoded
             write::i64(&mut out, *d);
         }
         out.push(b']');
-        if kinds.is_binary(&t.name) {
-            out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
-            write::u64(&mut out, t.data.len() as u64);
-            out.push(b'}');
-            if !t.data.is_empty() {
-                chunks.push(t.data.clone());
+        match kinds.kind(&t.name) {
+            OutputKind::Binary => {
+                out.extend_from_slice(b",\"parameters\":{\"binary_data_size\":");
+                write::u64(&mut out, t.data.len() as u64);
+                out.push(b'}');
+                if !t.data.is_empty() {
+                    chunks.push(t.data.clone());
+                }
             }
-        } else {
-            out.extend_from_slice(b",\"data\":");
-            data(&mut out, t)?;
+            OutputKind::Json => {
+                out.extend_from_slice(b",\"data\":");
+                data(&mut out, t)?;
+            }
+            OutputKind::SharedMemory => {}
         }
         out.push(b'}');
     }
@@ -98,6 +103,17 @@ pub fn response(resp: &InferenceResponse, kinds: &OutputKinds) -> Result<Encoded
         chunks,
         json_len,
     })
+}
+
+/// Writes the outputs the request put in shared memory into their regions (Triton's
+/// allocator hands the region to the model; here the output is copied there once).
+pub fn write_shared_memory(resp: &InferenceResponse, kinds: &OutputKinds) -> Result<(), Error> {
+    for t in &resp.outputs {
+        if let Some(region) = kinds.region(&t.name) {
+            region.write(&t.name, &t.data)?;
+        }
+    }
+    Ok(())
 }
 
 fn size_mismatch(name: &str) -> Error {
@@ -237,6 +253,7 @@ mod tests {
         let kinds = OutputKinds {
             default_binary: false,
             named: vec![("OUTPUT0".into(), true), ("OUTPUT1".into(), true)],
+            shm: vec![],
         };
         let e = response(&resp, &kinds).unwrap();
         let header = r#"{"model_name":"add_sub","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[16],"parameters":{"binary_data_size":64}},{"name":"OUTPUT1","datatype":"FP32","shape":[16],"parameters":{"binary_data_size":64}}]}"#;
@@ -366,6 +383,7 @@ mod tests {
         let kinds = OutputKinds {
             default_binary: true,
             named: vec![],
+            shm: vec![],
         };
         let e = response(&resp, &kinds).unwrap();
         assert!(!e.has_binary);
@@ -373,5 +391,75 @@ mod tests {
             std::str::from_utf8(&e.chunks[0]).unwrap(),
             r#"{"model_name":"m","model_version":"1","parameters":{"p":1.0,"q":"s"},"outputs":[{"name":"O","datatype":"FP32","shape":[0],"parameters":{"binary_data_size":0}}]}"#
         );
+    }
+
+    #[test]
+    fn shared_memory_outputs_are_written_and_named_without_data() {
+        use ferrite_core::shm::{RegionRef, SharedMemory};
+        let key = format!("/ferrite_http_encode_{}", std::process::id());
+        let path = format!("/dev/shm{key}");
+        struct Remove<'a>(&'a str);
+        impl Drop for Remove<'_> {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(self.0);
+            }
+        }
+        std::fs::write(&path, [0u8; 128]).unwrap();
+        let _remove = Remove(&path);
+        let shm = SharedMemory::new(true);
+        shm.register_system("out", &key, 0, 128).unwrap();
+        let region = |offset, byte_size| {
+            shm.output(&RegionRef {
+                region: "out".into(),
+                offset,
+                byte_size,
+            })
+            .unwrap()
+        };
+        let resp = add_sub("");
+        let kinds = OutputKinds {
+            default_binary: false,
+            named: vec![],
+            shm: vec![
+                ("OUTPUT0".into(), region(0, 64)),
+                ("OUTPUT1".into(), region(64, 64)),
+            ],
+        };
+        write_shared_memory(&resp, &kinds).unwrap();
+        let e = response(&resp, &kinds).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..64], &resp.outputs[0].data[..]);
+        assert_eq!(&raw[64..], &resp.outputs[1].data[..]);
+        assert!(!e.has_binary);
+        assert_eq!(
+            std::str::from_utf8(&e.chunks[0]).unwrap(),
+            r#"{"model_name":"add_sub","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[16]},{"name":"OUTPUT1","datatype":"FP32","shape":[16]}]}"#
+        );
+        // one in shared memory, one binary: the binary one alone follows the JSON
+        let kinds = OutputKinds {
+            default_binary: true,
+            named: vec![],
+            shm: vec![("OUTPUT0".into(), region(0, 64))],
+        };
+        let e = response(&resp, &kinds).unwrap();
+        assert!(e.has_binary);
+        assert_eq!(e.chunks.len(), 2);
+        assert_eq!(e.chunks[1], resp.outputs[1].data);
+        // a region too small is Triton's INTERNAL error, and nothing is written
+        std::fs::write(&path, [0u8; 128]).unwrap();
+        let kinds = OutputKinds {
+            default_binary: false,
+            named: vec![],
+            shm: vec![("OUTPUT1".into(), region(0, 60))],
+        };
+        let err = write_shared_memory(&resp, &kinds).unwrap_err();
+        assert_eq!(
+            (err.code(), err.message()),
+            (
+                ferrite_core::ErrorCode::Internal,
+                "shared memory size specified with the request for output 'OUTPUT1' (60 bytes) should be at least 64 bytes to hold the results"
+            )
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), vec![0u8; 128]);
     }
 }

@@ -68,7 +68,56 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let frontend = Frontend::new(server, options);
-    let builder = http1_builder();
+    accept_until(listener, shutdown, move |stream, peer, stop| {
+        let frontend = frontend.clone();
+        async move {
+            if let Err(e) = serve_connection(stream, frontend, stop.wait()).await {
+                tracing::debug!("HTTP connection from {peer} ended: {e}");
+            }
+        }
+    })
+    .await
+}
+
+/// Serves one accepted HTTP/1.1 connection until the client closes it or `stop` completes
+/// (then requests in flight finish and the connection closes). The connection's bytes must not
+/// have been consumed (peek, do not read, when deciding what to serve it with).
+pub async fn serve_connection<IO>(
+    io: IO,
+    frontend: Frontend,
+    stop: impl Future<Output = ()>,
+) -> Result<(), hyper::Error>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let frontend = frontend.clone();
+        async move { Ok::<_, Infallible>(frontend.handle(request).await) }
+    });
+    let connection = http1_builder().serve_connection(TokioIo::new(io), service);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        r = connection.as_mut() => r,
+        () = stop => {
+            connection.as_mut().graceful_shutdown();
+            connection.as_mut().await
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, handing each (with TCP_NODELAY
+/// set) to `connection` together with a future that completes when the server stops; then
+/// stops accepting and returns once every connection's task has finished. The frontends share
+/// it (HTTP, and the one-port mode that serves HTTP and gRPC together).
+pub async fn accept_until<F, Fut>(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    connection: F,
+) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream, std::net::SocketAddr, Stop) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     // Connections hold a clone of `done_tx`; when all are gone, `done_rx` ends.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -81,33 +130,17 @@ pub async fn serve_with(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!("HTTP accept failed: {e}");
+                    tracing::warn!("accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }
             },
         };
         let _ = stream.set_nodelay(true);
-        let frontend = frontend.clone();
-        let service = service_fn(move |request| {
-            let frontend = frontend.clone();
-            async move { Ok::<_, Infallible>(frontend.handle(request).await) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let mut stop = stop_rx.clone();
+        let task = connection(stream, peer, Stop(stop_rx.clone()));
         let done = done_tx.clone();
         tokio::spawn(async move {
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                r = connection.as_mut() => r,
-                _ = stop.changed() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.as_mut().await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!("HTTP connection from {peer} ended: {e}");
-            }
+            task.await;
             drop(done);
         });
     }
@@ -116,4 +149,15 @@ pub async fn serve_with(
     drop(done_tx);
     let _ = done_rx.recv().await;
     Ok(())
+}
+
+/// Completes when the server stops accepting (see [`accept_until`]).
+#[derive(Clone)]
+pub struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Waits for the stop.
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stopped| *stopped).await;
+    }
 }

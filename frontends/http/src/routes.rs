@@ -1,12 +1,14 @@
 //! Triton's HTTP API on top of the core `Server`: which path is which endpoint (Triton's
 //! regular expressions), which method each takes, and each handler, in the order Triton's
-//! handlers check things (so the same bad request gets the same answer).
+//! handlers check things (so the same bad request gets the same answer). The shared memory
+//! endpoints are Triton's `HandleSystemSharedMemory` / `HandleCudaSharedMemory`.
 
 use std::fmt::Display;
 use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use ferrite_core::shm::{CudaRegionStatus, SystemRegionStatus};
 use ferrite_core::stats::{BatchStats, Duration as StatDuration, InferStats, ModelStats};
 use ferrite_core::{Error, Server};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
@@ -15,7 +17,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 
 use crate::compress;
-use crate::decode::{self, Decoded};
+use crate::decode::{self, Decoded, OutputKind};
 use crate::encode;
 use crate::json::{self, Value};
 use crate::reply::{self, INFERENCE_HEADER_CONTENT_LENGTH, Kind, Reply, ReplyBody};
@@ -59,6 +61,13 @@ enum ModelAction {
     Infer,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ShmAction {
+    Status,
+    Register,
+    Unregister,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     ServerMetadata,
@@ -76,6 +85,12 @@ enum Route<'a> {
         repository: Option<&'a str>,
         model: &'a str,
         load: bool,
+    },
+    /// `/v2/{system,cuda}sharedmemory[/region/{name}]/{status,register,unregister}`.
+    SharedMemory {
+        cuda: bool,
+        region: Option<&'a str>,
+        action: ShmAction,
     },
     NotFound,
 }
@@ -154,7 +169,34 @@ fn route(path: &str) -> Route<'_> {
         };
         return found.unwrap_or(Route::NotFound);
     }
-    Route::NotFound
+    // Triton's `/v2/(system|cuda)sharedmemory(?:/region/([^/]+))?/(status|register|unregister)`.
+    let (cuda, rest) = if let Some(rest) = path.strip_prefix("/v2/systemsharedmemory/") {
+        (false, rest)
+    } else if let Some(rest) = path.strip_prefix("/v2/cudasharedmemory/") {
+        (true, rest)
+    } else {
+        return Route::NotFound;
+    };
+    let action = |a: &str| match a {
+        "status" => Some(ShmAction::Status),
+        "register" => Some(ShmAction::Register),
+        "unregister" => Some(ShmAction::Unregister),
+        _ => None,
+    };
+    let segments: Vec<&str> = rest.split('/').collect();
+    let found = match segments.as_slice() {
+        [a] => action(a).map(|action| (None, action)),
+        ["region", name, a] if !name.is_empty() => action(a).map(|action| (Some(*name), action)),
+        _ => None,
+    };
+    match found {
+        Some((region, action)) => Route::SharedMemory {
+            cuda,
+            region,
+            action,
+        },
+        None => Route::NotFound,
+    }
 }
 
 /// Triton's `GetModelVersionFromString` for a `[0-9]+` path segment.
@@ -302,6 +344,11 @@ impl Frontend {
                 model,
                 load,
             } => self.control(request, repository, model, load).await,
+            Route::SharedMemory {
+                cuda,
+                region,
+                action,
+            } => self.shared_memory(request, cuda, region, action).await,
             Route::NotFound => {
                 tracing::debug!("HTTP error: {method} {path} - 404");
                 reply::not_found()
@@ -559,6 +606,97 @@ impl Frontend {
         )
     }
 
+    /// The system and CUDA shared memory extensions. Every reply is JSON; success is 200 with
+    /// the status array, or with an empty body.
+    async fn shared_memory<B>(
+        &self,
+        request: Request<B>,
+        cuda: bool,
+        region: Option<&str>,
+        action: ShmAction,
+    ) -> Reply
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Display,
+    {
+        let wanted = match action {
+            ShmAction::Status => Method::GET,
+            ShmAction::Register | ShmAction::Unregister => Method::POST,
+        };
+        if request.method() != wanted {
+            return reply::method_not_allowed(Kind::Json);
+        }
+        let shm = self.inner.server.shared_memory();
+        let result = match (cuda, action) {
+            (false, ShmAction::Status) => shm.system_status(region).map(|r| system_status_json(&r)),
+            (true, ShmAction::Status) => shm.cuda_status(region).map(|r| cuda_status_json(&r)),
+            (false, ShmAction::Register) => self
+                .register_system(request, region)
+                .await
+                .map(|()| Vec::new()),
+            // Without CUDA the body is not looked at (as a Triton built without GPUs).
+            (true, ShmAction::Register) => {
+                shm.register_cuda(region.unwrap_or("")).map(|()| Vec::new())
+            }
+            (false, ShmAction::Unregister) => shm.unregister_system(region).map(|()| Vec::new()),
+            (true, ShmAction::Unregister) => shm.unregister_cuda(region).map(|()| Vec::new()),
+        };
+        match result {
+            Ok(body) => reply::json(StatusCode::OK, body),
+            Err(e) => {
+                tracing::debug!(
+                    "{} shared memory {action:?} failed: {}",
+                    if cuda { "CUDA" } else { "system" },
+                    e.message()
+                );
+                reply::core_error(Kind::Json, &e)
+            }
+        }
+    }
+
+    /// `POST /v2/systemsharedmemory/region/{name}/register` with `{"key", "offset"?,
+    /// "byte_size"}`, checked in Triton's order.
+    async fn register_system<B>(
+        &self,
+        request: Request<B>,
+        region: Option<&str>,
+    ) -> Result<(), Error>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Display,
+    {
+        let shm = self.inner.server.shared_memory();
+        shm.check_client_allowed()?;
+        let Some(name) = region else {
+            return Err(Error::invalid_arg(
+                "'region name' is necessary to register system shared memory region",
+            ));
+        };
+        let body = read_body(request.into_body(), self.inner.options.max_input_size)
+            .await
+            .map_err(BodyError::into_error)?;
+        let doc = parse_small(&body)?;
+        let key = doc
+            .get("key")
+            .ok_or_else(|| Error::invalid_arg("Shared memory register request has no 'key' field"))?
+            .as_str_bytes()
+            .ok_or_else(|| Error::internal("attempt to access JSON non-string as string"))?;
+        let not_uint =
+            || Error::internal("attempt to access JSON non-unsigned-integer as unsigned-integer");
+        let offset = match doc.get("offset") {
+            None => 0,
+            Some(v) => v.as_u64().ok_or_else(not_uint)?,
+        };
+        let byte_size = doc
+            .get("byte_size")
+            .ok_or_else(|| {
+                Error::invalid_arg("Shared memory register request has no 'byte_size' field")
+            })?
+            .as_u64()
+            .ok_or_else(not_uint)?;
+        shm.register_system(name, &String::from_utf8_lossy(key), offset, byte_size)
+    }
+
     /// `POST /v2/models/{m}[/versions/{v}]/infer`.
     async fn infer<B>(&self, request: Request<B>, name: &str, version: Option<&str>) -> Reply
     where
@@ -656,10 +794,11 @@ impl Frontend {
             Ok(decode::raw_request(name, version, body))
         } else {
             let name = name.to_string();
+            let server = self.inner.server.clone();
             cpu(header_length >= HEAVY_BYTES, move || {
                 let header = body.slice(..header_length);
                 let binary = body.slice(header_length..);
-                decode::json_request(&name, version, &header, binary)
+                decode::json_request(&name, version, &header, binary, server.shared_memory())
             })
             .await
         };
@@ -693,13 +832,16 @@ impl Frontend {
             }
         };
 
-        let heavy = response
-            .outputs
-            .iter()
-            .filter(|t| !outputs.is_binary(&t.name))
-            .map(|t| t.data.len())
-            .sum::<usize>()
-            >= HEAVY_BYTES / 8;
+        let size_of = |kind: OutputKind| {
+            response
+                .outputs
+                .iter()
+                .filter(|t| outputs.kind(&t.name) == kind)
+                .map(|t| t.data.len())
+                .sum::<usize>()
+        };
+        let heavy = size_of(OutputKind::Json) >= HEAVY_BYTES / 8
+            || size_of(OutputKind::SharedMemory) >= HEAVY_BYTES;
         let accept =
             compress::response_encoding(headers.get(ACCEPT_ENCODING).map(HeaderValue::as_bytes));
         let encoded = cpu(
@@ -707,6 +849,7 @@ impl Frontend {
                 || accept.is_some()
                     && response.outputs.iter().map(|t| t.data.len()).sum::<usize>() >= HEAVY_BYTES,
             move || {
+                encode::write_shared_memory(&response, &outputs)?;
                 let e = encode::response(&response, &outputs)?;
                 let chunks = match accept {
                     Some(enc) => vec![Bytes::from(compress::compress(enc, &e.chunks))],
@@ -807,6 +950,48 @@ fn batch_stats(out: &mut Vec<u8>, b: &BatchStats) {
     out.push(b',');
     duration(out, b"compute_output", &b.compute_output);
     out.push(b'}');
+}
+
+/// `[{"name","key","offset","byte_size"}]`, as Triton's `GetStatus` writes system regions.
+fn system_status_json(regions: &[SystemRegionStatus]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + regions.len() * 96);
+    out.push(b'[');
+    for (i, r) in regions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        write::string(&mut out, r.name.as_bytes());
+        out.extend_from_slice(b",\"key\":");
+        write::string(&mut out, r.key.as_bytes());
+        out.extend_from_slice(b",\"offset\":");
+        write::u64(&mut out, r.offset);
+        out.extend_from_slice(b",\"byte_size\":");
+        write::u64(&mut out, r.byte_size);
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
+}
+
+/// `[{"name","device_id","byte_size"}]`, as Triton's `GetStatus` writes CUDA regions.
+fn cuda_status_json(regions: &[CudaRegionStatus]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + regions.len() * 64);
+    out.push(b'[');
+    for (i, r) in regions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        write::string(&mut out, r.name.as_bytes());
+        out.extend_from_slice(b",\"device_id\":");
+        write::u64(&mut out, r.device_id);
+        out.extend_from_slice(b",\"byte_size\":");
+        write::u64(&mut out, r.byte_size);
+        out.push(b'}');
+    }
+    out.push(b']');
+    out
 }
 
 /// The statistics extension's reply (references 15, 41, 43).
@@ -913,6 +1098,85 @@ mod tests {
         ] {
             assert_eq!(route(path), Route::NotFound, "{path}");
         }
+    }
+
+    #[test]
+    fn shared_memory_routes_follow_tritons_regex() {
+        use ShmAction::*;
+        let shm = |cuda, region, action| Route::SharedMemory {
+            cuda,
+            region,
+            action,
+        };
+        assert_eq!(
+            route("/v2/systemsharedmemory/status"),
+            shm(false, None, Status)
+        );
+        assert_eq!(
+            route("/v2/systemsharedmemory/region/r0/register"),
+            shm(false, Some("r0"), Register)
+        );
+        assert_eq!(
+            route("/v2/systemsharedmemory/unregister"),
+            shm(false, None, Unregister)
+        );
+        assert_eq!(
+            route("/v2/cudasharedmemory/region/g/status"),
+            shm(true, Some("g"), Status)
+        );
+        assert_eq!(
+            route("/v2/cudasharedmemory/register"),
+            shm(true, None, Register)
+        );
+        assert_eq!(
+            route("/v2/systemsharedmemory/region/status/status"),
+            shm(false, Some("status"), Status)
+        );
+        for path in [
+            "/v2/systemsharedmemory",
+            "/v2/systemsharedmemory/",
+            "/v2/systemsharedmemory/region/status",
+            "/v2/systemsharedmemory/region//status",
+            "/v2/systemsharedmemory/region/a/b/status",
+            "/v2/systemsharedmemory/region/a/reload",
+            "/v2/systemsharedmemory/status/",
+            "/v2/sharedmemory/status",
+            "/v2/cudasharedmemory/regions/a/status",
+        ] {
+            assert_eq!(route(path), Route::NotFound, "{path}");
+        }
+    }
+
+    #[test]
+    fn shared_memory_status_json() {
+        assert_eq!(system_status_json(&[]), b"[]");
+        let s = system_status_json(&[
+            SystemRegionStatus {
+                name: "in\"0".into(),
+                key: "/k".into(),
+                offset: 0,
+                byte_size: 64,
+            },
+            SystemRegionStatus {
+                name: "out".into(),
+                key: "/k".into(),
+                offset: 64,
+                byte_size: 32,
+            },
+        ]);
+        assert_eq!(
+            String::from_utf8(s).unwrap(),
+            r#"[{"name":"in\"0","key":"/k","offset":0,"byte_size":64},{"name":"out","key":"/k","offset":64,"byte_size":32}]"#
+        );
+        let c = cuda_status_json(&[CudaRegionStatus {
+            name: "g".into(),
+            device_id: 1,
+            byte_size: 8,
+        }]);
+        assert_eq!(
+            String::from_utf8(c).unwrap(),
+            r#"[{"name":"g","device_id":1,"byte_size":8}]"#
+        );
     }
 
     #[test]

@@ -31,11 +31,17 @@ impl Running {
 }
 
 async fn start() -> Running {
+    start_with(false).await
+}
+
+/// `allow_client_shm`: `--allow-client-shm`.
+async fn start_with(allow_client_shm: bool) -> Running {
     let repo = tempfile::tempdir().unwrap();
     let drivers = tempfile::tempdir().unwrap();
     let server = Server::start(ServerOptions {
         model_repositories: vec![repo.path().to_path_buf()],
         backend_directory: drivers.path().to_path_buf(),
+        allow_client_shm,
         ..Default::default()
     })
     .unwrap();
@@ -586,6 +592,396 @@ async fn compressed_requests_are_inflated_first() {
         plain(
             "400 Bad Request",
             r#"{"error":"nothing to be decompressed"}"#
+        )
+    );
+    s.shutdown().await;
+}
+
+/// A POSIX shared memory object (a file under /dev/shm), removed on drop.
+struct ShmObject {
+    key: String,
+    path: std::path::PathBuf,
+}
+
+impl ShmObject {
+    fn new(tag: &str, contents: &[u8]) -> ShmObject {
+        let key = format!("/ferrite_http_test_{tag}_{}", std::process::id());
+        let path = std::path::PathBuf::from(format!("/dev/shm{key}"));
+        std::fs::write(&path, contents).unwrap();
+        ShmObject { key, path }
+    }
+}
+
+impl Drop for ShmObject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_shared_memory_is_off_by_default() {
+    let s = start().await;
+    let object = ShmObject::new("off", &[0; 64]);
+    let disabled = json(
+        "501 Not Implemented",
+        r#"{"error":"Client shared memory is disabled. Start the server with '--allow-client-shm=true' to enable."}"#,
+    );
+    let body = format!(r#"{{"key":"{}","offset":0,"byte_size":64}}"#, object.key);
+    for request in [
+        post(
+            "/v2/systemsharedmemory/region/r/register",
+            &[],
+            body.as_bytes(),
+        ),
+        post("/v2/systemsharedmemory/register", &[], b""),
+        post("/v2/systemsharedmemory/region/r/unregister", &[], b""),
+        post("/v2/systemsharedmemory/unregister", &[], b""),
+        post("/v2/cudasharedmemory/region/g/register", &[], b"{}"),
+        post("/v2/cudasharedmemory/unregister", &[], b""),
+    ] {
+        assert_eq!(text(exchange(s.addr, &request).await), disabled);
+    }
+    // status still answers
+    for path in [
+        "/v2/systemsharedmemory/status",
+        "/v2/cudasharedmemory/status",
+    ] {
+        assert_eq!(
+            text(exchange(s.addr, &get(path)).await),
+            json("200 OK", "[]")
+        );
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_shared_memory_register_status_unregister() {
+    let s = start_with(true).await;
+    let object = ShmObject::new("sys", &[0; 256]);
+    let key = &object.key;
+    let ok = json("200 OK", "");
+    let register = |region: &str, body: &str| {
+        post(
+            &format!("/v2/systemsharedmemory/region/{region}/register"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    async fn status(s: &Running, path: &str) -> Vec<u8> {
+        exchange(s.addr, &get(path)).await
+    }
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/status").await),
+        json("200 OK", "[]")
+    );
+    assert_eq!(
+        text(
+            exchange(
+                s.addr,
+                &register(
+                    "input",
+                    &format!(r#"{{"key":"{key}","offset":0,"byte_size":128}}"#)
+                )
+            )
+            .await
+        ),
+        ok
+    );
+    // offset is optional
+    assert_eq!(
+        text(
+            exchange(
+                s.addr,
+                &register("all", &format!(r#"{{"key":"{key}","byte_size":256}}"#))
+            )
+            .await
+        ),
+        ok
+    );
+    assert_eq!(
+        text(
+            exchange(
+                s.addr,
+                &register(
+                    "output",
+                    &format!(r#"{{"key":"{key}","offset":128,"byte_size":128}}"#)
+                )
+            )
+            .await
+        ),
+        ok
+    );
+    let all = format!(
+        r#"[{{"name":"all","key":"{key}","offset":0,"byte_size":256}},{{"name":"input","key":"{key}","offset":0,"byte_size":128}},{{"name":"output","key":"{key}","offset":128,"byte_size":128}}]"#
+    );
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/status").await),
+        json("200 OK", &all)
+    );
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/region/output/status").await),
+        json(
+            "200 OK",
+            &format!(r#"[{{"name":"output","key":"{key}","offset":128,"byte_size":128}}]"#)
+        )
+    );
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/region/nope/status").await),
+        json(
+            "404 Not Found",
+            r#"{"error":"Unable to find system shared memory region: 'nope'"}"#
+        )
+    );
+    // a system region is not a CUDA one, and there are no CUDA regions
+    assert_eq!(
+        text(status(&s, "/v2/cudasharedmemory/region/input/status").await),
+        json(
+            "404 Not Found",
+            r#"{"error":"The region named 'input' is registered as system shared memory, not CUDA shared memory"}"#
+        )
+    );
+    assert_eq!(
+        text(status(&s, "/v2/cudasharedmemory/status").await),
+        json("200 OK", "[]")
+    );
+
+    // unregister one, then an unknown one (not an error), then all
+    let unregister = |path: &str| post(path, &[], b"");
+    assert_eq!(
+        text(
+            exchange(
+                s.addr,
+                &unregister("/v2/systemsharedmemory/region/all/unregister")
+            )
+            .await
+        ),
+        ok
+    );
+    assert_eq!(
+        text(
+            exchange(
+                s.addr,
+                &unregister("/v2/systemsharedmemory/region/nope/unregister")
+            )
+            .await
+        ),
+        ok
+    );
+    let left = format!(
+        r#"[{{"name":"input","key":"{key}","offset":0,"byte_size":128}},{{"name":"output","key":"{key}","offset":128,"byte_size":128}}]"#
+    );
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/status").await),
+        json("200 OK", &left)
+    );
+    // CUDA unregister leaves system regions alone
+    assert_eq!(
+        text(exchange(s.addr, &unregister("/v2/cudasharedmemory/unregister")).await),
+        ok
+    );
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/status").await),
+        json("200 OK", &left)
+    );
+    assert_eq!(
+        text(exchange(s.addr, &unregister("/v2/systemsharedmemory/unregister")).await),
+        ok
+    );
+    assert_eq!(
+        text(status(&s, "/v2/systemsharedmemory/status").await),
+        json("200 OK", "[]")
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_memory_errors_are_tritons() {
+    let s = start_with(true).await;
+    let object = ShmObject::new("err", &[0; 64]);
+    let key = &object.key;
+    let register = |region: &str, body: &str| {
+        post(
+            &format!("/v2/systemsharedmemory/region/{region}/register"),
+            &[],
+            body.as_bytes(),
+        )
+    };
+    let error = |status: &str, message: &str| {
+        json(
+            status,
+            &format!(r#"{{"error":{}}}"#, serde_json::Value::from(message)),
+        )
+    };
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (
+            post("/v2/systemsharedmemory/register", &[], b"{}"),
+            error(
+                "400 Bad Request",
+                "'region name' is necessary to register system shared memory region",
+            ),
+        ),
+        (
+            register("r", ""),
+            error(
+                "500 Internal Server Error",
+                "failed to parse the request JSON buffer: The document is empty. at 0",
+            ),
+        ),
+        (
+            register("r", r#"{"offset":0,"byte_size":8}"#),
+            error(
+                "400 Bad Request",
+                "Shared memory register request has no 'key' field",
+            ),
+        ),
+        (
+            register("r", &format!(r#"{{"key":"{key}"}}"#)),
+            error(
+                "400 Bad Request",
+                "Shared memory register request has no 'byte_size' field",
+            ),
+        ),
+        (
+            register("r", r#"{"key":7,"byte_size":8}"#),
+            error(
+                "500 Internal Server Error",
+                "attempt to access JSON non-string as string",
+            ),
+        ),
+        (
+            register(
+                "r",
+                &format!(r#"{{"key":"{key}","offset":-1,"byte_size":8}}"#),
+            ),
+            error(
+                "500 Internal Server Error",
+                "attempt to access JSON non-unsigned-integer as unsigned-integer",
+            ),
+        ),
+        (
+            register("r", &format!(r#"{{"key":"{key}","byte_size":1.5}}"#)),
+            error(
+                "500 Internal Server Error",
+                "attempt to access JSON non-unsigned-integer as unsigned-integer",
+            ),
+        ),
+        (
+            register("r", r#"{"key":"/","byte_size":8}"#),
+            error(
+                "400 Bad Request",
+                "cannot register shared memory region 'r' - invalid shm key '/'",
+            ),
+        ),
+        (
+            get("/v2/systemsharedmemory/region/r/register"),
+            error("405 Not Allowed", "Method Not Allowed"),
+        ),
+        (
+            post("/v2/systemsharedmemory/status", &[], b""),
+            error("405 Not Allowed", "Method Not Allowed"),
+        ),
+        (
+            get("/v2/cudasharedmemory/unregister"),
+            error("405 Not Allowed", "Method Not Allowed"),
+        ),
+        (
+            post("/v2/cudasharedmemory/register", &[], b""),
+            error(
+                "400 Bad Request",
+                "'region name' is necessary to register cuda shared memory region",
+            ),
+        ),
+        (
+            get("/v2/cudasharedmemory/region/g/status"),
+            error(
+                "404 Not Found",
+                "Unable to find cuda shared memory region: 'g'",
+            ),
+        ),
+    ];
+    for (request, want) in cases {
+        assert_eq!(
+            text(exchange(s.addr, &request).await),
+            want,
+            "{}",
+            String::from_utf8_lossy(&request)
+        );
+    }
+
+    // Errors with details after Triton's text.
+    let starts = |reply: String, status: &str, prefix: &str| {
+        let head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n");
+        assert!(reply.starts_with(&head), "{reply}");
+        let body = reply.split("\r\n\r\n").nth(1).unwrap();
+        let message: serde_json::Value = serde_json::from_str(body).unwrap();
+        let message = message["error"].as_str().unwrap();
+        assert!(message.starts_with(prefix), "{message}");
+    };
+    starts(
+        text(
+            exchange(
+                s.addr,
+                &register("r", r#"{"key":"/ferrite_no_such_object","byte_size":8}"#),
+            )
+            .await,
+        ),
+        "500 Internal Server Error",
+        "Unable to open shared memory region: '/ferrite_no_such_object' (",
+    );
+    starts(
+        text(exchange(s.addr, &register("r", r#"{"key":"/a/b","byte_size":8}"#)).await),
+        "500 Internal Server Error",
+        "Unable to open shared memory region: '/a/b' (not a POSIX shared memory object name",
+    );
+    starts(
+        text(
+            exchange(
+                s.addr,
+                &register(
+                    "r",
+                    &format!(r#"{{"key":"{key}","offset":60,"byte_size":8}}"#),
+                ),
+            )
+            .await,
+        ),
+        "400 Bad Request",
+        "failed to register shared memory region 'r': invalid args (",
+    );
+    starts(
+        text(
+            exchange(
+                s.addr,
+                &post(
+                    "/v2/cudasharedmemory/region/g/register",
+                    &[],
+                    br#"{"raw_handle":{"b64":"AAAA"},"device_id":0,"byte_size":8}"#,
+                ),
+            )
+            .await,
+        ),
+        "501 Not Implemented",
+        "cannot register CUDA shared memory region 'g': this server has no CUDA support",
+    );
+
+    // a duplicate name
+    let body = format!(r#"{{"key":"{key}","byte_size":64}}"#);
+    assert_eq!(
+        text(exchange(s.addr, &register("r", &body)).await),
+        json("200 OK", "")
+    );
+    assert_eq!(
+        text(exchange(s.addr, &register("r", &body)).await),
+        error(
+            "400 Bad Request",
+            "shared memory region 'r' already in manager"
+        )
+    );
+    // nothing else was registered along the way
+    assert_eq!(
+        text(exchange(s.addr, &get("/v2/systemsharedmemory/status")).await),
+        json(
+            "200 OK",
+            &format!(r#"[{{"name":"r","key":"{key}","offset":0,"byte_size":64}}]"#)
         )
     );
     s.shutdown().await;

@@ -69,6 +69,7 @@ async fn start(test: &str) -> Option<Running> {
         model_repositories: vec![repo.path().to_path_buf()],
         backend_directory: backends,
         model_load_threads: 2,
+        allow_client_shm: true,
         ..Default::default()
     })
     .unwrap();
@@ -411,4 +412,283 @@ async fn stats_and_index_with_models() {
     assert_eq!(entry["inference_stats"]["success"]["count"], 1);
     assert_eq!(entry["response_stats"], serde_json::json!({}));
     assert_eq!(entry["memory_usage"], serde_json::json!([]));
+}
+
+/// A POSIX shared memory object (a file under /dev/shm), removed on drop.
+struct ShmObject {
+    key: String,
+    path: PathBuf,
+}
+
+impl ShmObject {
+    fn new(tag: &str, contents: &[u8]) -> ShmObject {
+        let key = format!("/ferrite_http_models_{tag}_{}", std::process::id());
+        let path = PathBuf::from(format!("/dev/shm{key}"));
+        std::fs::write(&path, contents).unwrap();
+        ShmObject { key, path }
+    }
+
+    fn read(&self) -> Vec<u8> {
+        std::fs::read(&self.path).unwrap()
+    }
+}
+
+impl Drop for ShmObject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn register(addr: SocketAddr, region: &str, key: &str, offset: u64, byte_size: u64) {
+    let body = format!(r#"{{"key":"{key}","offset":{offset},"byte_size":{byte_size}}}"#);
+    let (head, body) = exchange(
+        addr,
+        &post(
+            &format!("/v2/systemsharedmemory/region/{region}/register"),
+            &[],
+            body.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        head,
+        json_head("200 OK", 0),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+fn shm_params(region: &str, offset: u64, byte_size: u64) -> String {
+    format!(
+        r#"{{"shared_memory_region":"{region}","shared_memory_offset":{offset},"shared_memory_byte_size":{byte_size}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_through_shared_memory() {
+    let Some(s) = start("inference_through_shared_memory").await else {
+        return;
+    };
+    // inputs at 0 and 64, outputs at 128 and 192 (the output region starts at 128)
+    let mut contents = int32_bytes(0..16);
+    contents.extend(int32_bytes([1; 16]));
+    contents.resize(256, 0xee);
+    let object = ShmObject::new("infer", &contents);
+    register(s.addr, "input", &object.key, 0, 128).await;
+    register(s.addr, "output", &object.key, 128, 128).await;
+
+    let inputs = format!(
+        r#""inputs":[{{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{}}},{{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{}}}]"#,
+        shm_params("input", 0, 64),
+        shm_params("input", 64, 64)
+    );
+    let request = format!(
+        r#"{{"id":"shm-1",{inputs},"outputs":[{{"name":"OUTPUT0","parameters":{}}},{{"name":"OUTPUT1","parameters":{}}}]}}"#,
+        shm_params("output", 0, 64),
+        shm_params("output", 64, 64)
+    );
+    let (head, body) = exchange(s.addr, &post(INFER, &[], request.as_bytes())).await;
+    // Triton's reply names shared memory outputs with datatype and shape only
+    let want = r#"{"id":"shm-1","model_name":"simple","model_version":"1","outputs":[{"name":"OUTPUT0","datatype":"INT32","shape":[1,16]},{"name":"OUTPUT1","datatype":"INT32","shape":[1,16]}]}"#;
+    assert_eq!(String::from_utf8(body).unwrap(), want);
+    assert_eq!(head, json_head("200 OK", want.len()));
+    let raw = object.read();
+    assert_eq!(&raw[128..192], &int32_bytes(1..17)[..]);
+    assert_eq!(&raw[192..256], &int32_bytes(-1..15)[..]);
+    // the inputs were not touched
+    assert_eq!(&raw[..128], &contents[..128]);
+
+    // one output to shared memory, the other binary; inputs from shared memory
+    std::fs::write(&object.path, &contents).unwrap();
+    let request = format!(
+        r#"{{{inputs},"outputs":[{{"name":"OUTPUT1","parameters":{}}},{{"name":"OUTPUT0","parameters":{{"binary_data":true}}}}]}}"#,
+        shm_params("output", 16, 64)
+    );
+    let (head, body) = exchange(s.addr, &post(INFER, &[], request.as_bytes())).await;
+    let json_part = r#"{"model_name":"simple","model_version":"1","outputs":[{"name":"OUTPUT1","datatype":"INT32","shape":[1,16]},{"name":"OUTPUT0","datatype":"INT32","shape":[1,16],"parameters":{"binary_data_size":64}}]}"#;
+    assert_eq!(
+        head,
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n",
+            json_part.len(),
+            json_part.len() + 64
+        )
+    );
+    assert_eq!(&body[..json_part.len()], json_part.as_bytes());
+    assert_eq!(&body[json_part.len()..], &int32_bytes(1..17)[..]);
+    let raw = object.read();
+    assert_eq!(&raw[128..144], &[0xee; 16]);
+    assert_eq!(&raw[144..208], &int32_bytes(-1..15)[..]);
+    assert_eq!(&raw[208..], &[0xee; 48]);
+
+    // binary inputs, JSON output, output to shared memory (binary_data_output does not
+    // apply to it)
+    let header = format!(
+        r#"{{"parameters":{{"binary_data_output":false}},"inputs":[{{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{{"binary_data_size":64}}}},{{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{{"binary_data_size":64}}}}],"outputs":[{{"name":"OUTPUT0","parameters":{}}},{{"name":"OUTPUT1"}}]}}"#,
+        shm_params("output", 0, 128)
+    );
+    let mut body = header.clone().into_bytes();
+    body.extend(int32_bytes(10..26));
+    body.extend(int32_bytes([10; 16]));
+    let hlen = header.len().to_string();
+    let (head, reply) = exchange(
+        s.addr,
+        &post(
+            INFER,
+            &[("Inference-Header-Content-Length", hlen.as_str())],
+            &body,
+        ),
+    )
+    .await;
+    let want = format!(
+        r#"{{"model_name":"simple","model_version":"1","outputs":[{{"name":"OUTPUT0","datatype":"INT32","shape":[1,16]}},{{"name":"OUTPUT1","datatype":"INT32","shape":[1,16],"data":[{}]}}]}}"#,
+        ints(0..16)
+    );
+    assert_eq!(String::from_utf8(reply).unwrap(), want);
+    assert_eq!(head, json_head("200 OK", want.len()));
+    assert_eq!(&object.read()[128..192], &int32_bytes(20..36)[..]);
+
+    // the client changes the inputs in place and runs again: the new values are read
+    let mut changed = contents.clone();
+    changed[..64].copy_from_slice(&int32_bytes(100..116));
+    std::fs::write(&object.path, &changed).unwrap();
+    let request = format!(
+        r#"{{{inputs},"outputs":[{{"name":"OUTPUT0","parameters":{}}}]}}"#,
+        shm_params("output", 0, 64)
+    );
+    let (head, _) = exchange(s.addr, &post(INFER, &[], request.as_bytes())).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(&object.read()[128..192], &int32_bytes(101..117)[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_memory_inference_errors() {
+    let Some(s) = start("shared_memory_inference_errors").await else {
+        return;
+    };
+    let mut contents = int32_bytes(0..16);
+    contents.extend(int32_bytes([1; 16]));
+    contents.resize(256, 0);
+    let object = ShmObject::new("errors", &contents);
+    register(s.addr, "input", &object.key, 0, 128).await;
+    register(s.addr, "output", &object.key, 128, 128).await;
+    let request = |input0: &str, output0: &str| {
+        format!(
+            r#"{{"inputs":[{{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{input0}}},{{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{}}}],"outputs":[{{"name":"OUTPUT0","parameters":{output0}}}]}}"#,
+            shm_params("input", 64, 64)
+        )
+    };
+    let good_in = shm_params("input", 0, 64);
+    let good_out = shm_params("output", 0, 64);
+    let error = |status: &str, message: &str, kind: &str| {
+        let body = format!(r#"{{"error":{}}}"#, serde_json::Value::from(message));
+        let head = if kind == "json" {
+            json_head(status, body.len())
+        } else {
+            format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
+                body.len()
+            )
+        };
+        (head, body)
+    };
+    let cases = [
+        (
+            request(&shm_params("nope", 0, 64), &good_out),
+            error(
+                "404 Not Found",
+                "Unable to find shared memory region: 'nope'",
+                "json",
+            ),
+        ),
+        (
+            request(&good_in, &shm_params("nope", 0, 64)),
+            error(
+                "404 Not Found",
+                "Unable to find shared memory region: 'nope'",
+                "json",
+            ),
+        ),
+        // the byte size must be the shape's
+        (
+            request(&shm_params("input", 0, 32), &good_out),
+            error(
+                "400 Bad Request",
+                "[request id: <id_unknown>] input byte size mismatch for input 'INPUT0' for model 'simple'. Expected 64, got 32",
+                "json",
+            ),
+        ),
+        // a region too small for the output
+        (
+            request(&good_in, &shm_params("output", 0, 32)),
+            error(
+                "500 Internal Server Error",
+                "shared memory size specified with the request for output 'OUTPUT0' (32 bytes) should be at least 64 bytes to hold the results",
+                "plain",
+            ),
+        ),
+        (
+            request(
+                &good_in,
+                r#"{"shared_memory_region":"output","binary_data":true}"#,
+            ),
+            error(
+                "400 Bad Request",
+                "Output can't set both 'shared_memory_region' and 'binary_data'",
+                "json",
+            ),
+        ),
+    ];
+    for (req, (want_head, want_body)) in cases {
+        let (head, body) = exchange(s.addr, &post(INFER, &[], req.as_bytes())).await;
+        assert_eq!(
+            (head, String::from_utf8(body).unwrap()),
+            (want_head, want_body),
+            "{req}"
+        );
+    }
+    // spans outside the region (Triton's texts, then the numbers)
+    for (input0, prefix) in [
+        (
+            shm_params("input", 100, 64),
+            "Invalid offset + byte size for shared memory region: 'input' (",
+        ),
+        (
+            shm_params("input", 128, 0),
+            "Invalid offset for shared memory region: 'input' (",
+        ),
+    ] {
+        let (head, body) = exchange(
+            s.addr,
+            &post(INFER, &[], request(&input0, &good_out).as_bytes()),
+        )
+        .await;
+        assert!(
+            head.starts_with("HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            body["error"].as_str().unwrap().starts_with(prefix),
+            "{body}"
+        );
+    }
+    // nothing was written by the failed requests
+    assert_eq!(&object.read()[128..], &[0u8; 128][..]);
+    // after unregistering, the region is gone
+    let (head, _) = exchange(s.addr, &post("/v2/systemsharedmemory/unregister", &[], b"")).await;
+    assert_eq!(head, json_head("200 OK", 0));
+    let (head, body) = exchange(
+        s.addr,
+        &post(INFER, &[], request(&good_in, &good_out).as_bytes()),
+    )
+    .await;
+    assert_eq!(
+        (head, String::from_utf8(body).unwrap()),
+        error(
+            "404 Not Found",
+            "Unable to find shared memory region: 'input'",
+            "json"
+        )
+    );
 }
