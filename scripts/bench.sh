@@ -8,3 +8,4 @@ bash scripts/setup.sh
 cargo build --release -p ferrite-server -p ferrite-driver-cpu
 bash scripts/setup.sh --copy-ort target/release
 cargo bench -p ferrite-server --bench overhead
+cargo bench -p ferrite-server --bench protocols

@@ -5,11 +5,14 @@
 //! `scripts/bench.sh` sets up, builds the release driver and runs this
 //! (`cargo bench -p ferrite-server --bench overhead`).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use common::ServerProcess;
 
 use ort::session::Session;
 use ort::value::Tensor;
@@ -23,13 +26,9 @@ fn samples() -> usize {
         .unwrap_or(3000)
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn p50(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    common::percentile(&v, 50.0)
 }
 
 fn raw_ort_p50(lib: &Path, model: &Path) -> Duration {
@@ -52,45 +51,6 @@ fn raw_ort_p50(lib: &Path, model: &Path) -> Duration {
         }
     }
     p50(times)
-}
-
-struct ServerProcess(Child);
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(backend_dir: &PathBuf) -> (ServerProcess, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
-        .arg("--model-repository")
-        .arg(workspace().join("configs/models"))
-        .args(["--http-port", "0", "--http-address", "127.0.0.1"])
-        .arg("--backend-directory")
-        .arg(backend_dir)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("ferrite starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let process = ServerProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        if let Some(addr) = line.split("Started HTTPService at ").nth(1) {
-            let addr = addr.trim().to_string();
-            // Keep draining the log so the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (process, addr);
-        }
-    }
-    panic!("ferrite did not report its HTTP address");
 }
 
 fn read_response(stream: &mut BufReader<TcpStream>) -> Vec<u8> {
@@ -158,26 +118,18 @@ fn http_p50(addr: &str, headers: &str, body: &[u8]) -> Duration {
 
 fn main() {
     // `cargo bench` passes harness flags; this benchmark takes none.
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-        .join("release");
+    let target = common::release_dir();
     let lib = target.join(ferrite_onnx::ORT_LIBRARY);
-    let model = workspace().join("configs/models/simple/1/model.onnx");
-    for (what, path) in [
-        ("ONNX Runtime", &lib),
-        ("model", &model),
-        ("driver", &target.join("libferrite_driver_cpu.so")),
-    ] {
-        assert!(
-            path.is_file(),
-            "{what} not found at {}: run scripts/bench.sh",
-            path.display()
-        );
-    }
+    let model = common::workspace().join("configs/models/simple/1/model.onnx");
+    assert!(
+        model.is_file(),
+        "{} not found: run scripts/bench.sh",
+        model.display()
+    );
 
     let ort = raw_ort_p50(&lib, &model);
-    let (_server, addr) = start_server(&target);
+    let server = ServerProcess::start(&[], &["HTTPService"]);
+    let addr = server.address("HTTPService").expect("HTTP").to_string();
 
     let values: Vec<String> = (0..16).map(|v| v.to_string()).collect();
     let json = format!(

@@ -1,6 +1,7 @@
 //! `ferrite`: serve a Triton model repository.
 
 mod logging;
+mod oneport;
 mod options;
 mod table;
 
@@ -80,32 +81,77 @@ fn run(options: options::Options) -> Result<ExitCode, String> {
     result.map(|()| ExitCode::SUCCESS)
 }
 
+/// Binds `address:port`, logging the bound address as Triton does ("Started <service> at").
+async fn bind(service: &str, address: &str, port: u16) -> Result<TcpListener, String> {
+    let addr = format!("{address}:{port}");
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|e| format!("failed to bind {service} to {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("{service} listener has no address: {e}"))?;
+    tracing::info!("Started {service} at {local}");
+    Ok(listener)
+}
+
 async fn serve(server: Server, options: &options::Options) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
-    if options.allow_http {
-        let addr = format!("{}:{}", options.http_address, options.http_port);
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|e| format!("failed to bind the HTTP service to {addr}: {e}"))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("HTTP listener has no address: {e}"))?;
-        tracing::info!("Started HTTPService at {local}");
+    let shutdown = move || {
         let mut rx = stop_rx.clone();
-        let shutdown = async move {
+        async move {
             let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let server = server.clone();
-        tasks.push(tokio::spawn(async move {
-            ferrite_http::serve(server, listener, shutdown).await
-        }));
+        }
+    };
+    let grpc_options = options.grpc_options()?;
+    let mut tasks: Vec<(&str, tokio::task::JoinHandle<Result<(), String>>)> = Vec::new();
+    if options.one_port() {
+        let listener = bind("HTTPService", &options.http_address, options.http_port).await?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!("Started GRPCInferenceService at {local} (one port: REST and gRPC)");
+        let http = ferrite_http::router(server.clone());
+        let grpc = ferrite_grpc::routes(server.clone(), &grpc_options);
+        let stop = shutdown();
+        tasks.push((
+            "HTTP+gRPC",
+            tokio::spawn(async move {
+                oneport::serve(http, grpc, grpc_options, listener, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
+    } else {
+        if options.allow_grpc {
+            let listener = bind(
+                "GRPCInferenceService",
+                &options.grpc_address,
+                options.grpc_port,
+            )
+            .await?;
+            let (server, stop) = (server.clone(), shutdown());
+            tasks.push((
+                "gRPC",
+                tokio::spawn(async move {
+                    ferrite_grpc::serve(server, grpc_options, listener, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+        }
+        if options.allow_http {
+            let listener = bind("HTTPService", &options.http_address, options.http_port).await?;
+            let (server, stop) = (server.clone(), shutdown());
+            tasks.push((
+                "HTTP",
+                tokio::spawn(async move {
+                    ferrite_http::serve(server, listener, stop)
+                        .await
+                        .map_err(|e| e.to_string())
+                }),
+            ));
+        }
     }
     if tasks.is_empty() {
-        return Err(
-            "no service is enabled (--allow-http=false and the gRPC service is not built yet)"
-                .into(),
-        );
+        return Err("no service is enabled (--allow-http=false and --allow-grpc=false)".into());
     }
 
     wait_for_signal().await;
@@ -115,9 +161,11 @@ async fn serve(server: Server, options: &options::Options) -> Result<(), String>
     );
     let _ = stop_tx.send(true);
     let drain = async {
-        for t in tasks {
-            if let Ok(Err(e)) = t.await {
-                tracing::error!("HTTP service: {e}");
+        for (name, task) in tasks {
+            match task.await {
+                Ok(Err(e)) => tracing::error!("{name} service: {e}"),
+                Err(e) => tracing::error!("{name} service: {e}"),
+                Ok(Ok(())) => {}
             }
         }
     };

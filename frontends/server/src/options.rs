@@ -12,9 +12,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// tritonserver flags Ferrite recognises but whose feature is not built yet: accepted, with a
 /// startup warning, instead of an unknown-flag error.
 const NOT_YET: &[&str] = &[
-    "allow-grpc",
-    "grpc-port",
-    "grpc-address",
     "grpc-header-forward-pattern",
     "grpc-infer-allocation-pool-size",
     "grpc-max-response-pool-size",
@@ -23,9 +20,6 @@ const NOT_YET: &[&str] = &[
     "grpc-server-cert",
     "grpc-server-key",
     "grpc-root-cert",
-    "grpc-infer-response-compression-level",
-    "grpc-keepalive-time",
-    "grpc-keepalive-timeout",
     "grpc-keepalive-permit-without-calls",
     "grpc-http2-max-pings-without-data",
     "grpc-http2-min-recv-ping-interval-without-data",
@@ -121,6 +115,32 @@ struct Flags {
     #[arg(long, value_name = "ADDRESS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     http_address: Option<String>,
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_grpc: Option<bool>,
+    /// gRPC port; the same as --http-port serves both protocols on one port.
+    #[arg(long, value_name = "PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_port: Option<u16>,
+    #[arg(long, value_name = "ADDRESS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_address: Option<String>,
+    /// Milliseconds between HTTP/2 keepalive pings on gRPC connections.
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_keepalive_time: Option<u64>,
+    /// Milliseconds a keepalive ping may go unanswered.
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_keepalive_timeout: Option<u64>,
+    /// Compression of gRPC infer responses: none, low, medium or high (gzip).
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_infer_response_compression_level: Option<String>,
+    /// Let clients register system (and CUDA) shared memory regions.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_client_shm: Option<bool>,
     /// Threads serving the network frontends (default: half the cores, at least one; model
     /// instances run on threads of their own).
     #[arg(long, value_name = "N")]
@@ -201,6 +221,13 @@ pub struct Options {
     pub http_port: u16,
     pub http_address: String,
     pub http_thread_count: usize,
+    pub allow_grpc: bool,
+    pub grpc_port: u16,
+    pub grpc_address: String,
+    pub grpc_keepalive_time: u64,
+    pub grpc_keepalive_timeout: u64,
+    pub grpc_infer_response_compression_level: String,
+    pub allow_client_shm: bool,
     pub strict_model_config: bool,
     pub disable_auto_complete_config: bool,
     pub exit_on_error: bool,
@@ -225,6 +252,13 @@ impl Default for Options {
             http_port: 8000,
             http_address: "0.0.0.0".into(),
             http_thread_count: default_io_threads(),
+            allow_grpc: true,
+            grpc_port: 8001,
+            grpc_address: "0.0.0.0".into(),
+            grpc_keepalive_time: 7_200_000,
+            grpc_keepalive_timeout: 20_000,
+            grpc_infer_response_compression_level: "none".into(),
+            allow_client_shm: false,
             strict_model_config: false,
             disable_auto_complete_config: false,
             exit_on_error: true,
@@ -372,7 +406,36 @@ impl Options {
             strict_model_config: self.strict_model_config || self.disable_auto_complete_config,
             strict_readiness: self.strict_readiness,
             model_load_threads: self.model_load_thread_count.max(1),
+            allow_client_shm: self.allow_client_shm,
         })
+    }
+
+    /// The gRPC frontend's settings.
+    pub fn grpc_options(&self) -> Result<ferrite_grpc::GrpcOptions, String> {
+        let response_compression = match self.grpc_infer_response_compression_level.as_str() {
+            "none" => None,
+            "low" | "medium" | "high" => Some(tonic::codec::CompressionEncoding::Gzip),
+            other => {
+                return Err(format!(
+                    "unexpected value for --grpc-infer-response-compression-level: '{other}' (none, low, medium or high)"
+                ));
+            }
+        };
+        Ok(ferrite_grpc::GrpcOptions {
+            response_compression,
+            keepalive_time: Some(std::time::Duration::from_millis(self.grpc_keepalive_time)),
+            keepalive_timeout: std::time::Duration::from_millis(self.grpc_keepalive_timeout),
+            ..Default::default()
+        })
+    }
+
+    /// REST and gRPC on the same port (both enabled, same port and address).
+    pub fn one_port(&self) -> bool {
+        self.allow_http
+            && self.allow_grpc
+            && self.http_port == self.grpc_port
+            && self.http_port != 0
+            && self.http_address == self.grpc_address
     }
 
     /// The startup "Option | Value" table.
@@ -406,6 +469,14 @@ impl Options {
             vec![
                 "http_thread_count".into(),
                 self.http_thread_count.to_string(),
+            ],
+            vec![
+                "grpc_address".into(),
+                format!("{}:{}", self.grpc_address, self.grpc_port),
+            ],
+            vec![
+                "allow_client_shm".into(),
+                u8::from(self.allow_client_shm).to_string(),
             ],
             vec![
                 "exit_on_error".into(),
@@ -488,15 +559,54 @@ mod tests {
         jailed(|_| {
             let (o, w) = Options::load(&args(&[
                 "--model-repository=/m",
-                "--grpc-port",
-                "8001",
-                "--metrics-port=8002",
+                "--metrics-port",
+                "8002",
                 "--allow-gpu-metrics",
+                "--grpc-port",
+                "9001",
             ]))
             .unwrap();
             assert_eq!(o.http_port, 8000);
-            assert_eq!(w.len(), 3, "{w:?}");
-            assert!(w[0].contains("--grpc-port=8001"));
+            assert_eq!(o.grpc_port, 9001);
+            assert_eq!(w.len(), 2, "{w:?}");
+            assert!(w[0].contains("--metrics-port=8002"));
+        });
+    }
+
+    #[test]
+    fn one_port_when_grpc_and_http_ports_match() {
+        jailed(|_| {
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--http-port=9000",
+                "--grpc-port=9000",
+            ]))
+            .unwrap();
+            assert!(o.one_port());
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--http-port=0",
+                "--grpc-port=0",
+            ]))
+            .unwrap();
+            assert!(!o.one_port(), "port 0 binds two free ports");
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--http-port=9000",
+                "--grpc-port=9000",
+                "--allow-grpc=false",
+            ]))
+            .unwrap();
+            assert!(!o.one_port());
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--grpc-infer-response-compression-level=high",
+                "--grpc-keepalive-time=1000",
+            ]))
+            .unwrap();
+            let g = o.grpc_options().unwrap();
+            assert!(g.response_compression.is_some());
+            assert_eq!(g.keepalive_time, Some(std::time::Duration::from_secs(1)));
         });
     }
 
