@@ -409,8 +409,9 @@ impl SharedMemory {
                 "'region name' is necessary to register cuda shared memory region",
             ));
         }
-        Err(Error::unsupported(format!(
-            "cannot register CUDA shared memory region '{name}': this server has no CUDA support (no CUDA driver is loaded)"
+        // Triton's answer when it has no GPU support (the CUDA driver will make this real).
+        Err(Error::invalid_arg(format!(
+            "failed to register CUDA shared memory region: '{name}', GPUs not supported"
         )))
     }
 
@@ -703,8 +704,11 @@ mod tests {
         let shm = SharedMemory::new(true);
         assert!(shm.cuda_status(None).unwrap().is_empty());
         let e = shm.register_cuda("g").unwrap_err();
-        assert_eq!(e.code(), ErrorCode::Unsupported);
-        assert!(e.message().contains("no CUDA support"), "{}", e.message());
+        assert_eq!(e.code(), ErrorCode::InvalidArg);
+        assert_eq!(
+            e.message(),
+            "failed to register CUDA shared memory region: 'g', GPUs not supported"
+        );
         assert_eq!(
             shm.register_cuda("").unwrap_err().message(),
             "'region name' is necessary to register cuda shared memory region"

@@ -9,8 +9,11 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import grpc
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.grpc import service_pb2_grpc
 
 import e2e_util as u
 
@@ -47,6 +50,26 @@ def client(server):
     c = httpclient.InferenceServerClient(url=server.hostport, connection_timeout=60.0, network_timeout=120.0)
     yield c
     c.close()
+
+
+@pytest.fixture(scope="session")
+def grpc_hostport(server) -> str:
+    return server.grpc_hostport
+
+
+@pytest.fixture(scope="session")
+def grpc_client(grpc_hostport):
+    c = grpcclient.InferenceServerClient(url=grpc_hostport)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def grpc_stub(grpc_hostport):
+    """The generated GRPCInferenceService stub, for requests tritonclient cannot build."""
+    channel = grpc.insecure_channel(grpc_hostport)
+    yield service_pb2_grpc.GRPCInferenceServiceStub(channel)
+    channel.close()
 
 
 class Ferrite:

@@ -1,9 +1,10 @@
 """Helpers for Ferrite's end-to-end tests: starting the `ferrite` binary, raw HTTP, model repos.
 
 The tests start the real binary on port 0 and talk to it over real sockets: the official
-`tritonclient.http` client for the normal paths, `http.client` (and a bare socket) where the
-exact bytes, headers or malformed input matter. Expected texts are Triton 2.51's
-(shared/triton-reference/http/*.txt), with the model names swapped for Ferrite's examples.
+`tritonclient.http` and `tritonclient.grpc` clients for the normal paths, `http.client` (and a
+bare socket) or the generated gRPC stub where the exact bytes, headers or malformed input
+matter. Expected texts are Triton 2.51's (shared/triton-reference/http/*.txt and grpc/*), with
+the model names swapped for Ferrite's examples.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -43,6 +45,9 @@ SHUTDOWN_TIMEOUT_S = 30.0
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STARTED_HTTP = re.compile(r"Started HTTPService at (\[[^\]]+\]|[^\s:]+):(\d+)")
+_STARTED_GRPC = re.compile(r"Started GRPCInferenceService at (\[[^\]]+\]|[^\s:]+):(\d+)")
+# How long after the HTTP line the gRPC line may still come (both are printed at startup).
+GRPC_LINE_GRACE_S = 10.0
 
 
 def strip_ansi(text: str) -> str:
@@ -74,10 +79,35 @@ class Server:
         self.args = args
         self.host = ""
         self.port = 0
+        self.grpc_host = ""
+        self.grpc_port = 0
 
     @property
     def hostport(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def grpc_hostport(self) -> str:
+        """HOST:PORT of GRPCInferenceService, from its `Started` line (waits a little for it)."""
+        if not self.grpc_port:
+            self._wait_grpc_line(GRPC_LINE_GRACE_S)
+        return f"{self.grpc_host}:{self.grpc_port}"
+
+    def _record_grpc(self, log: str) -> bool:
+        m = _STARTED_GRPC.search(log)
+        if not m:
+            return False
+        self.grpc_host, self.grpc_port = _client_host(m.group(1)), int(m.group(2))
+        assert self.grpc_port > 0, f"server reported gRPC port 0\n{self.describe()}"
+        return True
+
+    def _wait_grpc_line(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._record_grpc(self.log()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no 'Started GRPCInferenceService at HOST:PORT' in the log\n{self.describe()}")
+            time.sleep(0.05)
 
     @property
     def url(self) -> str:
@@ -93,26 +123,51 @@ class Server:
         return f"command: {' '.join(self.args)}\n--- server log ---\n{self.log()}--- end of log ---"
 
     def wait_started(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
-        """Waits for `Started HTTPService at HOST:PORT`; fails with the log if it never comes."""
+        """Waits for `Started HTTPService at HOST:PORT`; fails with the log if it never comes.
+        Records `Started GRPCInferenceService at HOST:PORT` too when it is there already
+        (`grpc_hostport` waits for it otherwise, so servers without gRPC start as before).
+        A server started with --allow-http=false has no HTTP line: then the gRPC one is awaited."""
+        http = self.http_enabled
+        what = "Started HTTPService" if http else "Started GRPCInferenceService"
         deadline = time.monotonic() + timeout
         while True:
-            m = _STARTED_HTTP.search(self.log())
+            log = self.log()
+            if not http and self._record_grpc(log):
+                return
+            m = _STARTED_HTTP.search(log) if http else None
             if m:
-                host = m.group(1).strip("[]")
-                if host in ("0.0.0.0", "::", ""):
-                    host = "127.0.0.1"
-                self.host, self.port = host, int(m.group(2))
+                self.host, self.port = _client_host(m.group(1)), int(m.group(2))
                 assert self.port > 0, f"server reported port 0\n{self.describe()}"
+                self._record_grpc(log)
                 return
             rc = self.proc.poll()
             if rc is not None:
-                raise AssertionError(f"ferrite exited with {rc} before starting HTTP\n{self.describe()}")
+                raise AssertionError(f"ferrite exited with {rc} before '{what}'\n{self.describe()}")
             if time.monotonic() > deadline:
                 self.kill()
-                raise AssertionError(
-                    f"no 'Started HTTPService at HOST:PORT' within {timeout:.0f} s\n{self.describe()}"
-                )
+                raise AssertionError(f"no '{what} at HOST:PORT' within {timeout:.0f} s\n{self.describe()}")
             time.sleep(0.05)
+
+    @property
+    def http_enabled(self) -> bool:
+        return _flag_value(self.args, "--allow-http") not in ("false", "0", "off", "no")
+
+    def wait_grpc(self, ready: bool, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        """Polls gRPC ServerLive (and ServerReady) until true (bounded)."""
+        import tritonclient.grpc as grpcclient
+
+        deadline = time.monotonic() + timeout
+        last = None
+        with grpcclient.InferenceServerClient(self.grpc_hostport) as c:
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    if c.is_server_live(client_timeout=5) and (not ready or c.is_server_ready(client_timeout=5)):
+                        return
+                    last = "not ready"
+                except Exception as e:  # not listening yet
+                    last = repr(e)
+                time.sleep(0.1)
+        raise AssertionError(f"gRPC never answered live{'/ready' if ready else ''} (last: {last})\n{self.describe()}")
 
     def wait_http(self, path: str, want_status: int = 200, timeout: float = STARTUP_TIMEOUT_S) -> None:
         """Polls GET path until it answers want_status (bounded)."""
@@ -151,19 +206,58 @@ class Server:
             self.proc.wait(timeout=10)
 
 
+def _client_host(host: str) -> str:
+    """The address a client dials for a server's listening address."""
+    host = host.strip("[]")
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _flag_names(args: list[str]) -> set[str]:
+    return {a.split("=", 1)[0] for a in args if a.startswith("--")}
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The last value given to flag (`--flag=v` or `--flag v`; "true" when it stands alone)."""
+    value = None
+    for i, a in enumerate(args):
+        if a == flag:
+            nxt = args[i + 1] if i + 1 < len(args) else ""
+            value = nxt.lower() if nxt and not nxt.startswith("--") else "true"
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1].lower()
+    return value
+
+
 def server_args(repos: list[Path | str], extra: list[str] | None = None,
                 backend_dir: Path | str | None = None) -> list[str]:
+    """The command line: repositories, loopback addresses, port 0 everywhere, then `extra`.
+    A default flag that `extra` gives itself (`--grpc-port 9000` or `--grpc-port=9000`) is left
+    out, so a test can pick a port or an address without passing a flag twice."""
+    extra = list(extra or [])
+    given = _flag_names(extra)
     args = [str(FERRITE_BIN)]
     for repo in repos:
         args += ["--model-repository", str(repo)]
-    args += [
-        "--backend-directory", str(backend_dir or BACKEND_DIR),
-        "--http-address", "127.0.0.1",
-        "--http-port", "0",
-        "--grpc-port", "0",
-        "--metrics-port", "0",
+    defaults = [
+        ("--backend-directory", str(backend_dir or BACKEND_DIR)),
+        ("--http-address", "127.0.0.1"),
+        ("--http-port", "0"),
+        ("--grpc-address", "127.0.0.1"),
+        ("--grpc-port", "0"),
+        ("--metrics-port", "0"),
     ]
-    return args + list(extra or [])
+    for flag, value in defaults:
+        if flag not in given:
+            args += [flag, value]
+    return args + extra
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (bind port 0, read it, close). Another process can
+    take it before the server binds it: callers retry on a bind failure."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def spawn(args: list[str], log_dir: Path) -> Server:
@@ -181,9 +275,12 @@ def start_server(repos: list[Path | str], extra: list[str] | None, log_dir: Path
     server = spawn(server_args(repos, extra, backend_dir), log_dir)
     try:
         server.wait_started()
-        server.wait_http("/v2/health/live")
-        if wait_ready:
-            server.wait_http("/v2/health/ready")
+        if server.http_enabled:
+            server.wait_http("/v2/health/live")
+            if wait_ready:
+                server.wait_http("/v2/health/ready")
+        else:
+            server.wait_grpc(ready=wait_ready)
     except BaseException:
         server.kill()
         raise
@@ -314,3 +411,42 @@ def expected_instance_group(model: str) -> tuple[str, int]:
     name = re.search(r'\bname\s*:\s*"([^"]*)"', group)
     count = re.search(r"\bcount\s*:\s*(\d+)", group)
     return (name.group(1) if name else f"{model}_0"), (int(count.group(1)) if count else 2)
+
+
+# --- gRPC ------------------------------------------------------------------------------------
+
+def grpc_inputs(*tensors):
+    """tritonclient.grpc InferInputs from (name, numpy array, datatype) triples."""
+    import tritonclient.grpc as grpcclient
+
+    inputs = []
+    for name, arr, datatype in tensors:
+        i = grpcclient.InferInput(name, list(arr.shape), datatype)
+        i.set_data_from_numpy(arr)
+        inputs.append(i)
+    return inputs
+
+
+def simple_pair(batch: int = 1, seed: int = 0):
+    """INPUT0 and INPUT1 for `simple` (INT32 [batch, 16]): distinct per seed, so replies can be
+    told apart."""
+    import numpy as np
+
+    a = (np.arange(16 * batch, dtype=np.int32) + 100 * seed).reshape(batch, 16)
+    b = np.full((batch, 16), seed - 3, dtype=np.int32)
+    return a, b
+
+
+def assert_grpc_error(exc, code: str, message: str | None = None, prefix: str | None = None) -> None:
+    """A tritonclient InferenceServerException (or grpc.RpcError) has this status code
+    (`NOT_FOUND`, ...) and message (exact, or starting with `prefix`)."""
+    if hasattr(exc, "status"):  # InferenceServerException
+        status, got = exc.status(), exc.message()
+    else:  # grpc.RpcError
+        status, got = str(exc.code()), exc.details()
+    ctx = f"\ngot {status}: {got!r}"
+    assert status == f"StatusCode.{code}", f"status, expected StatusCode.{code}{ctx}"
+    if message is not None:
+        assert got == message, f"message, expected {message!r}{ctx}"
+    if prefix is not None:
+        assert got.startswith(prefix), f"message, expected it to start with {prefix!r}{ctx}"

@@ -28,11 +28,14 @@ TRITON_EXTENSIONS = [
 ]
 
 # What Ferrite implements so far, in Triton's order: it claims no extension it lacks
-# (sequence, shared memory, trace, logging... join the list as they land).
+# (sequence, trace, logging... join the list as they land). The shared memory extensions are
+# claimed whether or not --allow-client-shm lets clients use them, as Triton always claims them.
 FERRITE_EXTENSIONS = [
     "classification",
     "model_repository",
     "model_configuration",
+    "system_shared_memory",
+    "cuda_shared_memory",
     "binary_tensor_data",
     "parameters",
     "statistics",

@@ -6,7 +6,7 @@
 //! Serving on its own port:
 //!
 //! ```no_run
-//! # async fn run(server: ferrite_core::Server) -> Result<(), tonic::transport::Error> {
+//! # async fn run(server: ferrite_core::Server) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8001").await.unwrap();
 //! let options = ferrite_grpc::GrpcOptions::default();
 //! ferrite_grpc::serve(server, options, listener, async {
@@ -147,28 +147,53 @@ pub fn routes(server: ferrite_core::Server, options: &GrpcOptions) -> Routes {
 
 /// Serves gRPC on `listener` until `shutdown` completes; then stops accepting, lets requests
 /// in flight finish (open streams end when their clients close them) and returns.
+///
+/// Each connection is served by [`serve_connection`], the same path as one-port mode. (Not
+/// tonic's transport server: its own `grpc-timeout` layer would race the frontend's deadline
+/// handling and sometimes answer CANCELLED "Timeout expired" where Triton answers
+/// DEADLINE_EXCEEDED.)
 pub async fn serve(
     server: ferrite_core::Server,
     options: GrpcOptions,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener)
-        .with_nodelay(Some(options.tcp_nodelay));
-    let mut builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(options.keepalive_time)
-        .http2_keepalive_timeout(Some(options.keepalive_timeout))
-        .max_concurrent_streams(options.max_concurrent_streams);
-    if let Some(age) = options.max_connection_age {
-        builder = builder.max_connection_age(age);
+) -> std::io::Result<()> {
+    let service = routes(server, &options);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!("gRPC accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(options.tcp_nodelay);
+        let (service, options) = (service.clone(), options.clone());
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = serve_connection(stream, service, &options, stopped).await {
+                tracing::debug!("gRPC connection ended: {e}");
+            }
+        });
+        // Reap finished connections as we go.
+        while connections.try_join_next().is_some() {}
     }
-    if let Some(grace) = options.max_connection_age_grace {
-        builder = builder.max_connection_age_grace(grace);
-    }
-    builder
-        .add_routes(routes(server, &options))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    drop(listener);
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Serves one accepted HTTP/2 (h2c) connection with `service` (from [`routes`]) and the

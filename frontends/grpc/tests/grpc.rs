@@ -494,8 +494,11 @@ async fn cuda_shared_memory_without_cuda_trace_and_logging() {
         })
         .await,
     );
-    assert_eq!(code, Code::Unimplemented, "{message}");
-    assert!(message.contains("CUDA"), "{message}");
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert_eq!(
+        message,
+        "failed to register CUDA shared memory region: 'g', GPUs not supported"
+    );
     c.cuda_shared_memory_unregister(CudaSharedMemoryUnregisterRequest::default())
         .await
         .unwrap();

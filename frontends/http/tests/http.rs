@@ -959,8 +959,8 @@ async fn shared_memory_errors_are_tritons() {
             )
             .await,
         ),
-        "501 Not Implemented",
-        "cannot register CUDA shared memory region 'g': this server has no CUDA support",
+        "400 Bad Request",
+        "failed to register CUDA shared memory region: 'g', GPUs not supported",
     );
 
     // a duplicate name

@@ -17,7 +17,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub server: Server,
     pub stop: Option<oneshot::Sender<()>>,
-    pub done: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
+    pub done: Option<tokio::task::JoinHandle<Result<(), std::io::Error>>>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
