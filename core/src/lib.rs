@@ -18,7 +18,9 @@ pub mod tensor;
 
 pub use error::{Error, ErrorCode, Result};
 pub use model::ResponseStream;
-pub use request::{InferenceRequest, InferenceResponse, Parameters, RequestedOutput};
+pub use request::{
+    HeaderForward, InferenceRequest, InferenceResponse, Parameters, RequestedOutput,
+};
 pub use server::{
     IndexEntry, ModelMetadata, ModelState, Server, ServerMetadata, ServerOptions, TensorMetadata,
 };

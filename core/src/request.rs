@@ -56,3 +56,72 @@ pub struct InferenceResponse {
     pub outputs: Vec<Tensor>,
     pub parameters: Parameters,
 }
+
+/// Triton's header forwarding (`--http-header-forward-pattern`,
+/// `--grpc-header-forward-pattern`): request headers whose names match the pattern become
+/// string parameters of the inference request. A parameter the request already sets is kept.
+#[derive(Clone, Debug)]
+pub struct HeaderForward(regex::Regex);
+
+impl HeaderForward {
+    pub fn new(pattern: &str) -> crate::Result<HeaderForward> {
+        regex::Regex::new(pattern).map(HeaderForward).map_err(|e| {
+            crate::Error::invalid_arg(format!("invalid header forward pattern '{pattern}': {e}"))
+        })
+    }
+
+    /// Adds the matching headers (name, value) to `parameters`. Values that are not UTF-8 are
+    /// skipped: parameters are text.
+    pub fn apply<'h>(
+        &self,
+        headers: impl IntoIterator<Item = (&'h str, &'h [u8])>,
+        parameters: &mut Parameters,
+    ) {
+        for (name, value) in headers {
+            if !self.0.is_match(name) || parameters.contains_key(name) {
+                continue;
+            }
+            if let Ok(value) = std::str::from_utf8(value) {
+                parameters.insert(name.to_string(), Value::String(value.to_string()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_matching_headers_without_overriding() {
+        let f = HeaderForward::new("^x-(team|trace)").unwrap();
+        let mut params = Parameters::new();
+        params.insert("x-team".into(), Value::from(7));
+        f.apply(
+            [
+                ("x-team", &b"blue"[..]),
+                ("x-trace-id", b"abc"),
+                ("content-type", b"application/json"),
+                ("x-trace-bin", b"\xff"),
+            ],
+            &mut params,
+        );
+        assert_eq!(
+            params["x-team"],
+            Value::from(7),
+            "the request's own parameter wins"
+        );
+        assert_eq!(params["x-trace-id"], "abc");
+        assert!(!params.contains_key("content-type"));
+        assert!(
+            !params.contains_key("x-trace-bin"),
+            "non-UTF-8 values are skipped"
+        );
+        assert!(
+            HeaderForward::new("(")
+                .unwrap_err()
+                .message()
+                .contains("invalid header forward pattern")
+        );
+    }
+}

@@ -113,3 +113,18 @@ def test_grpc_only_server(ferrite):
         a = np.arange(16, dtype=np.int32).reshape(1, 16)
         res = g.infer("simple", u.grpc_inputs(("INPUT0", a, "INT32"), ("INPUT1", a, "INT32")), client_timeout=TIMEOUT)
         np.testing.assert_array_equal(res.as_numpy("OUTPUT0"), a * 2)
+
+
+def test_ipv6_listening(ferrite):
+    # Both services on the IPv6 loopback address: clients reach them as [::1]:port.
+    srv = ferrite.start([ferrite.repo("simple")], ["--http-address", "::1", "--grpc-address", "::1"])
+    assert srv.host == "::1", srv.log()
+    http = httpclient.InferenceServerClient(f"[::1]:{srv.port}")
+    assert http.is_server_ready()
+    grpc = grpcclient.InferenceServerClient(f"[::1]:{srv.grpc_port}")
+    assert grpc.is_server_ready()
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    inputs = [grpcclient.InferInput(n, [1, 16], "INT32") for n in ("INPUT0", "INPUT1")]
+    for i in inputs:
+        i.set_data_from_numpy(a)
+    assert grpc.infer("simple", inputs).as_numpy("OUTPUT0")[0, 15] == 30

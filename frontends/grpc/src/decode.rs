@@ -65,6 +65,7 @@ pub fn decode(
     server: &Server,
     request: ModelInferRequest,
     deadline: Option<Instant>,
+    forwarded: &Parameters,
     rpc: Rpc,
 ) -> Result<Decoded, Error> {
     let ModelInferRequest {
@@ -146,6 +147,13 @@ pub fn decode(
         requested.push(r);
     }
 
+    let mut parameters = parameters;
+    // Forwarded headers never replace what the request itself says.
+    for (name, value) in forwarded {
+        parameters
+            .entry(name.clone())
+            .or_insert_with(|| value.clone());
+    }
     let mut request = InferenceRequest {
         model_name,
         model_version: version,

@@ -106,6 +106,9 @@ pub struct GrpcOptions {
     pub max_concurrent_streams: Option<u32>,
     /// `TCP_NODELAY` on accepted connections.
     pub tcp_nodelay: bool,
+    /// Metadata forwarded to the model as request parameters
+    /// (`--grpc-header-forward-pattern`).
+    pub header_forward: Option<ferrite_core::HeaderForward>,
 }
 
 impl Default for GrpcOptions {
@@ -120,6 +123,7 @@ impl Default for GrpcOptions {
             max_connection_age_grace: None,
             max_concurrent_streams: None,
             tcp_nodelay: true,
+            header_forward: None,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferrite_core::stats::{BatchStats, Duration as StatDuration, InferStats, ModelStats};
-use ferrite_core::{Error, Server};
+use ferrite_core::{Error, Parameters, Server};
 use ferrite_proto::health::health_check_response::ServingStatus;
 use ferrite_proto::health::health_server::Health;
 use ferrite_proto::health::{HealthCheckRequest, HealthCheckResponse};
@@ -49,6 +49,19 @@ impl Frontend {
         &self.inner.server
     }
 
+    /// The request metadata forwarded as parameters (`--grpc-header-forward-pattern`).
+    pub fn forwarded_headers(&self, metadata: &tonic::metadata::MetadataMap) -> Parameters {
+        let mut forwarded = Parameters::new();
+        if let Some(forward) = &self.inner.options.header_forward {
+            let headers = metadata.clone().into_headers();
+            forward.apply(
+                headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+                &mut forwarded,
+            );
+        }
+        forwarded
+    }
+
     pub fn options(&self) -> &GrpcOptions {
         &self.inner.options
     }
@@ -58,10 +71,12 @@ impl Frontend {
         &self,
         request: ModelInferRequest,
         deadline: Option<Instant>,
+        forwarded: &Parameters,
         rpc: Rpc,
     ) -> Result<ModelInferResponse, InferError> {
         let server = &self.inner.server;
-        let decoded = decode::decode(server, request, deadline, rpc).map_err(InferError::Issue)?;
+        let decoded =
+            decode::decode(server, request, deadline, forwarded, rpc).map_err(InferError::Issue)?;
         let mut responses = server.infer(decoded.request).map_err(InferError::Issue)?;
         let response = match responses.recv().await {
             Some(Ok(r)) => r,
@@ -211,9 +226,10 @@ impl GrpcInferenceService for Frontend {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Reply<ModelInferResponse> {
         let deadline = status::deadline(request.metadata());
+        let forwarded = self.forwarded_headers(request.metadata());
         let request = request.into_inner();
         let id = request.id.clone();
-        let work = self.infer(request, deadline, Rpc::ModelInfer);
+        let work = self.infer(request, deadline, &forwarded, Rpc::ModelInfer);
         let result = match deadline {
             Some(at) => match tokio::time::timeout_at(at.into(), work).await {
                 Ok(r) => r,
@@ -234,10 +250,12 @@ impl GrpcInferenceService for Frontend {
         request: Request<tonic::Streaming<ModelInferRequest>>,
     ) -> Reply<Self::ModelStreamInferStream> {
         let deadline = status::deadline(request.metadata());
+        let forwarded = self.forwarded_headers(request.metadata());
         Ok(Response::new(stream::start(
             self.clone(),
             request.into_inner(),
             deadline,
+            forwarded,
         )))
     }
 

@@ -14,9 +14,10 @@
 //! are abandoned (the core answers them CANCELLED without running them).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use ferrite_core::{Error, InferenceResponse};
+use ferrite_core::{Error, InferenceResponse, Parameters};
 use ferrite_proto::inference::infer_parameter::ParameterChoice;
 use ferrite_proto::inference::{
     InferParameter, ModelInferRequest, ModelInferResponse, ModelStreamInferResponse,
@@ -42,11 +43,19 @@ pub fn start(
     frontend: Frontend,
     inbound: Streaming<ModelInferRequest>,
     deadline: Option<Instant>,
+    forwarded: Parameters,
 ) -> ResponseStream {
     let (out_tx, out_rx) = mpsc::channel(OUT_CAPACITY);
     let (order_tx, order_rx) = mpsc::unbounded_channel();
     tokio::spawn(sequence(order_rx, out_tx.clone()));
-    tokio::spawn(read(frontend, inbound, deadline, order_tx, out_tx));
+    tokio::spawn(read(
+        frontend,
+        inbound,
+        deadline,
+        Arc::new(forwarded),
+        order_tx,
+        out_tx,
+    ));
     ReceiverStream::new(out_rx)
 }
 
@@ -70,6 +79,7 @@ async fn read(
     frontend: Frontend,
     mut inbound: Streaming<ModelInferRequest>,
     deadline: Option<Instant>,
+    forwarded: Arc<Parameters>,
     order: mpsc::UnboundedSender<mpsc::Receiver<Item>>,
     out: mpsc::Sender<Item>,
 ) {
@@ -98,6 +108,7 @@ async fn read(
                     frontend.clone(),
                     request,
                     deadline,
+                    Arc::clone(&forwarded),
                     decoupled,
                     sink,
                     out.clone(),
@@ -172,6 +183,7 @@ async fn run(
     frontend: Frontend,
     request: ModelInferRequest,
     deadline: Option<Instant>,
+    forwarded: Arc<Parameters>,
     decoupled: bool,
     sink: mpsc::Sender<Item>,
     out: mpsc::Sender<Item>,
@@ -183,13 +195,14 @@ async fn run(
     };
     let work = async {
         let server = frontend.server();
-        let decoded = match decode::decode(server, request, deadline, Rpc::ModelStreamInfer) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = sink.send(Ok(names.issue_error(&e))).await;
-                return;
-            }
-        };
+        let decoded =
+            match decode::decode(server, request, deadline, &forwarded, Rpc::ModelStreamInfer) {
+                Ok(d) => d,
+                Err(e) => {
+                    let _ = sink.send(Ok(names.issue_error(&e))).await;
+                    return;
+                }
+            };
         let mut responses = match server.infer(decoded.request) {
             Ok(r) => r,
             Err(e) => {

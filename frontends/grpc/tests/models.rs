@@ -780,7 +780,12 @@ async fn deadlines() {
     let frontend = ferrite_grpc::Frontend::new(s.server.clone(), GrpcOptions::default());
     let past = Instant::now() - Duration::from_secs(1);
     let e = frontend
-        .infer(simple("past", 0), Some(past), ferrite_grpc::Rpc::ModelInfer)
+        .infer(
+            simple("past", 0),
+            Some(past),
+            &Default::default(),
+            ferrite_grpc::Rpc::ModelInfer,
+        )
         .await
         .unwrap_err();
     let status = ferrite_grpc::to_status(e.error());

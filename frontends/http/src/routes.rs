@@ -28,12 +28,15 @@ use crate::write;
 pub struct HttpOptions {
     /// Largest request body accepted, after decompression (bytes).
     pub max_input_size: usize,
+    /// Headers forwarded to the model as request parameters (`--http-header-forward-pattern`).
+    pub header_forward: Option<ferrite_core::HeaderForward>,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
             max_input_size: 1 << 30,
+            header_forward: None,
         }
     }
 }
@@ -802,7 +805,10 @@ impl Frontend {
             })
             .await
         };
-        let Decoded { request, outputs } = match decoded {
+        let Decoded {
+            mut request,
+            outputs,
+        } = match decoded {
             Ok(d) => d,
             Err(e) => {
                 tracing::debug!("infer on '{name}' failed: {}", e.message());
@@ -810,6 +816,15 @@ impl Frontend {
             }
         };
 
+        if let Some(forward) = &self.inner.options.header_forward {
+            forward.apply(
+                parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_bytes())),
+                &mut request.parameters,
+            );
+        }
         let mut stream = match self.inner.server.infer(request) {
             Ok(s) => s,
             Err(e) => {

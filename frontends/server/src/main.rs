@@ -83,7 +83,12 @@ fn run(options: options::Options) -> Result<ExitCode, String> {
 
 /// Binds `address:port`, logging the bound address as Triton does ("Started <service> at").
 async fn bind(service: &str, address: &str, port: u16) -> Result<TcpListener, String> {
-    let addr = format!("{address}:{port}");
+    // An IPv6 address is bracketed in `address:port` form ("::" -> "[::]:8001").
+    let addr = if address.contains(':') && !address.starts_with('[') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    };
     let listener = TcpListener::bind(&addr)
         .await
         .map_err(|e| format!("failed to bind {service} to {addr}: {e}"))?;
@@ -103,12 +108,13 @@ async fn serve(server: Server, options: &options::Options) -> Result<(), String>
         }
     };
     let grpc_options = options.grpc_options()?;
+    let http_options = options.http_options()?;
     let mut tasks: Vec<(&str, tokio::task::JoinHandle<Result<(), String>>)> = Vec::new();
     if options.one_port() {
         let listener = bind("HTTPService", &options.http_address, options.http_port).await?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!("Started GRPCInferenceService at {local} (one port: REST and gRPC)");
-        let http = ferrite_http::router(server.clone());
+        let http = ferrite_http::Frontend::new(server.clone(), http_options);
         let grpc = ferrite_grpc::routes(server.clone(), &grpc_options);
         let stop = shutdown();
         tasks.push((
@@ -143,7 +149,7 @@ async fn serve(server: Server, options: &options::Options) -> Result<(), String>
             tasks.push((
                 "HTTP",
                 tokio::spawn(async move {
-                    ferrite_http::serve(server, listener, stop)
+                    ferrite_http::serve_with(server, http_options, listener, stop)
                         .await
                         .map_err(|e| e.to_string())
                 }),

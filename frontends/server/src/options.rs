@@ -12,7 +12,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// tritonserver flags Ferrite recognises but whose feature is not built yet: accepted, with a
 /// startup warning, instead of an unknown-flag error.
 const NOT_YET: &[&str] = &[
-    "grpc-header-forward-pattern",
     "grpc-infer-allocation-pool-size",
     "grpc-max-response-pool-size",
     "grpc-use-ssl",
@@ -43,7 +42,6 @@ const NOT_YET: &[&str] = &[
     "trace-rate",
     "trace-count",
     "trace-log-frequency",
-    "http-header-forward-pattern",
     "http-restricted-api",
     "reuse-http-port",
     "reuse-grpc-port",
@@ -137,6 +135,16 @@ struct Flags {
     #[arg(long, value_name = "LEVEL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     grpc_infer_response_compression_level: Option<String>,
+    /// HTTP headers whose names match this regular expression are forwarded to the model as
+    /// request parameters.
+    #[arg(long, value_name = "REGEX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    http_header_forward_pattern: Option<String>,
+    /// gRPC metadata whose names match this regular expression are forwarded to the model as
+    /// request parameters.
+    #[arg(long, value_name = "REGEX")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_header_forward_pattern: Option<String>,
     /// Let clients register system (and CUDA) shared memory regions.
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,6 +236,8 @@ pub struct Options {
     pub grpc_keepalive_timeout: u64,
     pub grpc_infer_response_compression_level: String,
     pub allow_client_shm: bool,
+    pub http_header_forward_pattern: Option<String>,
+    pub grpc_header_forward_pattern: Option<String>,
     pub strict_model_config: bool,
     pub disable_auto_complete_config: bool,
     pub exit_on_error: bool,
@@ -259,6 +269,8 @@ impl Default for Options {
             grpc_keepalive_timeout: 20_000,
             grpc_infer_response_compression_level: "none".into(),
             allow_client_shm: false,
+            http_header_forward_pattern: None,
+            grpc_header_forward_pattern: None,
             strict_model_config: false,
             disable_auto_complete_config: false,
             exit_on_error: true,
@@ -280,6 +292,14 @@ impl Default for Options {
 /// slows requests down: each request would wake both.)
 fn default_io_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+fn forward(pattern: &Option<String>) -> Result<Option<ferrite_core::HeaderForward>, String> {
+    pattern
+        .as_deref()
+        .map(ferrite_core::HeaderForward::new)
+        .transpose()
+        .map_err(|e| e.message().to_string())
 }
 
 #[derive(Debug)]
@@ -422,9 +442,18 @@ impl Options {
             }
         };
         Ok(ferrite_grpc::GrpcOptions {
+            header_forward: forward(&self.grpc_header_forward_pattern)?,
             response_compression,
             keepalive_time: Some(std::time::Duration::from_millis(self.grpc_keepalive_time)),
             keepalive_timeout: std::time::Duration::from_millis(self.grpc_keepalive_timeout),
+            ..Default::default()
+        })
+    }
+
+    /// The HTTP frontend's settings.
+    pub fn http_options(&self) -> Result<ferrite_http::HttpOptions, String> {
+        Ok(ferrite_http::HttpOptions {
+            header_forward: forward(&self.http_header_forward_pattern)?,
             ..Default::default()
         })
     }
@@ -606,6 +635,16 @@ mod tests {
             .unwrap();
             let g = o.grpc_options().unwrap();
             assert!(g.response_compression.is_some());
+            assert!(g.header_forward.is_none());
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--http-header-forward-pattern=^x-",
+                "--grpc-header-forward-pattern=(",
+            ]))
+            .unwrap();
+            assert!(o.http_options().unwrap().header_forward.is_some());
+            let e = o.grpc_options().unwrap_err();
+            assert!(e.contains("invalid header forward pattern '('"), "{e}");
             assert_eq!(g.keepalive_time, Some(std::time::Duration::from_secs(1)));
         });
     }
