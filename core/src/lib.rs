@@ -2,6 +2,7 @@
 //! the model repository, the driver host, scheduling, statistics, and the [`Server`] facade
 //! that every frontend calls.
 
+pub mod batcher;
 pub mod clock;
 pub mod config;
 pub mod driver;

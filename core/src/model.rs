@@ -10,6 +10,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ferrite_driver_abi as abi;
 use tokio::sync::mpsc;
 
+use crate::batcher::{self, BatchPolicy, Batchable};
 use crate::config::{self, InstanceKind, ModelConfig};
 use crate::driver::{
     DriverInstance, DriverModel, DriverRegistry, ExecRequest, InstanceRequest, ModelLoadRequest,
@@ -20,6 +21,7 @@ use crate::repository::{self, ModelDir};
 use crate::request::{InferenceRequest, InferenceResponse};
 use crate::stats::{Execution, StatsCollector};
 use crate::{Error, Result, clock};
+use ferrite_proto::inference::model_config::SchedulingChoice;
 
 /// Requests a model's queue holds before it refuses more.
 const QUEUE_CAPACITY: usize = 4096;
@@ -32,7 +34,51 @@ struct Job {
     request: InferenceRequest,
     batch_size: u64,
     enqueued_ns: u64,
+    enqueued_at: std::time::Instant,
     sink: RequestSink,
+}
+
+impl Job {
+    /// Answers the request with `error` without running it.
+    fn cancel(self, error: Error) {
+        self.sink.send(Err(error), true);
+        self.sink.flush();
+    }
+}
+
+impl Batchable for Job {
+    fn batch_size(&self) -> u64 {
+        self.batch_size
+    }
+
+    /// Same inputs with the same types and the same dimensions after the batch dimension.
+    fn compatible(&self, other: &Self) -> bool {
+        let (a, b) = (&self.request.inputs, &other.request.inputs);
+        a.len() == b.len()
+            && a.iter().all(|t| {
+                b.iter().any(|u| {
+                    u.name == t.name
+                        && u.datatype == t.datatype
+                        && u.shape.len() == t.shape.len()
+                        && u.shape.get(1..) == t.shape.get(1..)
+                })
+            })
+    }
+
+    fn enqueued(&self) -> std::time::Instant {
+        self.enqueued_at
+    }
+
+    fn abandoned(&self) -> bool {
+        self.sink.abandoned()
+    }
+}
+
+/// Where `enqueue` puts a request: straight to the instances (each takes the next request),
+/// or to the model's dynamic batcher.
+enum Queue {
+    Direct(Sender<Vec<Job>>),
+    Batched(Sender<Job>),
 }
 
 /// The parts of a loaded model its instance threads and response sinks share.
@@ -48,7 +94,7 @@ pub struct LoadedModel {
     shared: Arc<Shared>,
     config: ModelConfig,
     config_json: serde_json::Value,
-    queue: Option<Sender<Job>>,
+    queue: Option<Queue>,
     threads: Vec<JoinHandle<()>>,
     driver_name: String,
 }
@@ -190,10 +236,26 @@ impl LoadedModel {
             }
         }
 
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE_CAPACITY);
+        // Instances take batches from one channel: the first idle one gets the next.
+        let batching = match &config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(db)) if config.max_batch_size > 0 => {
+                Some(BatchPolicy::new(
+                    config.max_batch_size as u64,
+                    &db.preferred_batch_size,
+                    db.max_queue_delay_microseconds,
+                ))
+            }
+            _ => None,
+        };
+        let (batch_tx, batch_rx) = match batching {
+            // The batcher hands a batch over only when an instance is free to take it, so
+            // batches keep growing while every instance is busy.
+            Some(_) => crossbeam_channel::bounded::<Vec<Job>>(0),
+            None => crossbeam_channel::bounded::<Vec<Job>>(QUEUE_CAPACITY),
+        };
         let mut threads = Vec::new();
         for (name, instance) in instances {
-            let rx = rx.clone();
+            let rx = batch_rx.clone();
             let shared = Arc::clone(&shared);
             let thread = std::thread::Builder::new()
                 .name(format!("inst-{name}"))
@@ -203,11 +265,32 @@ impl LoadedModel {
                 })?;
             threads.push(thread);
         }
+        let queue = match batching {
+            None => Queue::Direct(batch_tx),
+            Some(policy) => {
+                let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE_CAPACITY);
+                let model = dir.name.clone();
+                let thread = std::thread::Builder::new()
+                    .name(format!("batch-{model}"))
+                    .spawn(move || {
+                        batcher::run(&model, policy, rx, batch_tx, |job: Job| {
+                            job.cancel(Error::new(
+                                crate::ErrorCode::Cancelled,
+                                "the client went away before the request could run",
+                            ))
+                        })
+                    })
+                    .map_err(|e| Error::internal(format!("failed to start the batcher: {e}")))?;
+                // The batcher first, so it drains into the instances before they stop.
+                threads.insert(0, thread);
+                Queue::Batched(tx)
+            }
+        };
         Ok(LoadedModel {
             shared,
             config,
             config_json,
-            queue: Some(tx),
+            queue: Some(queue),
             threads,
             driver_name: driver.name.clone(),
         })
@@ -255,18 +338,29 @@ impl LoadedModel {
             request,
             batch_size,
             enqueued_ns: clock::now_ns(),
+            enqueued_at: std::time::Instant::now(),
             sink,
         };
         let queue = self.queue.as_ref().ok_or_else(|| {
             Error::unavailable(format!("model '{}' is unloading", self.shared.name))
         })?;
-        match queue.try_send(job) {
+        let sent = match queue {
+            Queue::Direct(tx) => tx.try_send(vec![job]).map_err(|e| match e {
+                TrySendError::Full(_) => true,
+                TrySendError::Disconnected(_) => false,
+            }),
+            Queue::Batched(tx) => tx.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => true,
+                TrySendError::Disconnected(_) => false,
+            }),
+        };
+        match sent {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(Error::unavailable(format!(
+            Err(true) => Err(Error::unavailable(format!(
                 "Exceeds maximum queue size for model '{}'",
                 self.shared.name
             ))),
-            Err(TrySendError::Disconnected(_)) => Err(Error::unavailable(format!(
+            Err(false) => Err(Error::unavailable(format!(
                 "model '{}' is unloading",
                 self.shared.name
             ))),
@@ -359,48 +453,55 @@ impl ResponseSink for RequestSink {
 }
 
 /// An instance thread: takes one request at a time from the model's queue and executes it.
-fn run_instance(mut instance: DriverInstance, rx: Receiver<Job>, shared: Arc<Shared>) {
-    while let Ok(job) = rx.recv() {
-        // A bug on the host side must fail one request, not the instance (and with it every
+fn run_instance(mut instance: DriverInstance, rx: Receiver<Vec<Job>>, shared: Arc<Shared>) {
+    while let Ok(jobs) = rx.recv() {
+        // A bug on the host side must fail one batch, not the instance (and with it every
         // request queued behind).
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_job(&mut instance, &shared, job)
+            run_batch(&mut instance, &shared, jobs)
         }))
         .inspect_err(|_| tracing::error!("instance of '{}' recovered from a panic", shared.name));
     }
 }
 
-fn run_job(instance: &mut DriverInstance, shared: &Shared, job: Job) {
+fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
     let start = clock::now_ns();
-    shared
-        .stats
-        .record_queue(start.saturating_sub(job.enqueued_ns));
-    let Job {
-        request,
-        batch_size,
-        sink,
-        ..
-    } = job;
-    let slot = RequestSlot::new(Box::new(sink));
-    // A request nobody waits for, or whose deadline passed in the queue, does not run.
-    let expired = request
-        .deadline
-        .is_some_and(|d| std::time::Instant::now() >= d);
-    if expired || slot.abandoned() {
-        slot.finish_with(Error::new(
-            crate::ErrorCode::Cancelled,
-            if expired {
-                "the request's deadline passed before it could run"
-            } else {
-                "the client went away before the request could run"
-            },
-        ));
-        slot.flush();
+    let now = std::time::Instant::now();
+    let mut live = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        shared
+            .stats
+            .record_queue(start.saturating_sub(job.enqueued_ns));
+        // A request nobody waits for, or whose deadline passed in the queue, does not run.
+        let expired = job.request.deadline.is_some_and(|d| now >= d);
+        if expired || job.sink.abandoned() {
+            job.cancel(Error::new(
+                crate::ErrorCode::Cancelled,
+                if expired {
+                    "the request's deadline passed before it could run"
+                } else {
+                    "the client went away before the request could run"
+                },
+            ));
+            continue;
+        }
+        let Job {
+            request,
+            batch_size,
+            sink,
+            ..
+        } = job;
+        live.push((request, batch_size, RequestSlot::new(Box::new(sink))));
+    }
+    if live.is_empty() {
         return;
     }
-    let exec = exec_request(&request, &slot);
+    let exec: Vec<ExecRequest<'_>> = live
+        .iter()
+        .map(|(request, _, slot)| exec_request(request, slot))
+        .collect();
     let mut stats = abi::ExecuteStats::default();
-    let _ = instance.execute(std::slice::from_ref(&exec), &mut stats);
+    let _ = instance.execute(&exec, &mut stats);
     let end = clock::now_ns();
     let (infer_start, infer_end) = if stats.infer_start_ns >= start
         && stats.infer_end_ns >= stats.infer_start_ns
@@ -412,13 +513,16 @@ fn run_job(instance: &mut DriverInstance, shared: &Shared, job: Job) {
         (start, end)
     };
     shared.stats.record_execution(Execution {
-        requests: 1,
-        batch_size,
+        requests: live.len() as u64,
+        batch_size: live.iter().map(|(_, size, _)| size).sum(),
         input_ns: infer_start - start,
         infer_ns: infer_end - infer_start,
         output_ns: end - infer_end,
     });
-    slot.flush();
+    drop(exec);
+    for (_, _, slot) in &live {
+        slot.flush();
+    }
 }
 
 fn exec_request<'a>(request: &'a InferenceRequest, slot: &'a RequestSlot) -> ExecRequest<'a> {

@@ -199,3 +199,86 @@ async fn a_request_past_its_deadline_does_not_run() {
     assert_eq!(stats.execution_count, before, "it must not have run");
     assert!(stats.inference_stats.fail.count >= 1);
 }
+
+/// `simple` in a temporary repository with extra configuration appended.
+fn simple_with(extra: &str) -> Option<(tempfile::TempDir, Server)> {
+    server()?;
+    let repo = tempfile::tempdir().unwrap();
+    let dir = repo.path().join("simple");
+    std::fs::create_dir_all(dir.join("1")).unwrap();
+    let models = workspace().join("configs/models/simple");
+    std::fs::copy(models.join("1/model.onnx"), dir.join("1/model.onnx")).unwrap();
+    let config = std::fs::read_to_string(models.join("config.pbtxt")).unwrap();
+    std::fs::write(dir.join("config.pbtxt"), format!("{config}\n{extra}\n")).unwrap();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+        .join("debug");
+    let server = Server::start(ServerOptions {
+        model_repositories: vec![repo.path().to_path_buf()],
+        backend_directory: target,
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(server.is_ready(), "{:?}", server.index(false));
+    Some((repo, server))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_batching_forms_batches_under_load() {
+    let Some((_repo, server)) = simple_with(
+        "dynamic_batching { preferred_batch_size: [ 4, 8 ] max_queue_delay_microseconds: 50000 }\ninstance_group [ { count: 1, kind: KIND_CPU } ]",
+    ) else {
+        return;
+    };
+    let mut handles = Vec::new();
+    for i in 0..24i32 {
+        let s = server.clone();
+        handles.push(tokio::spawn(async move {
+            let a: Vec<i32> = (0..16).map(|v| v + i).collect();
+            let request = InferenceRequest {
+                model_name: "simple".into(),
+                inputs: vec![
+                    int32("INPUT0", vec![1, 16], &a),
+                    int32("INPUT1", vec![1, 16], &[1; 16]),
+                ],
+                ..Default::default()
+            };
+            (i, s.infer_one(request).await)
+        }));
+    }
+    for h in handles {
+        let (i, r) = h.await.unwrap();
+        let r = r.unwrap();
+        // Every request gets its own rows back.
+        assert_eq!(ints(&r.outputs[0])[0], i + 1);
+        assert_eq!(r.outputs[0].shape, vec![1, 16]);
+    }
+    let stats = &server.statistics(Some("simple"), None).unwrap()[0];
+    assert_eq!(stats.inference_count, 24);
+    assert!(stats.execution_count < 24, "no batches formed: {stats:?}");
+    assert!(
+        stats.batch_stats.iter().any(|b| b.batch_size > 1),
+        "{stats:?}"
+    );
+    // Preferred sizes are honoured: no batch exceeds 8.
+    assert!(
+        stats.batch_stats.iter().all(|b| b.batch_size <= 8),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_delay_bounds_latency_for_a_lone_request() {
+    let Some((_repo, server)) = simple_with(
+        "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 100000 }",
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    server.infer_one(simple_request(1)).await.unwrap();
+    let waited = started.elapsed();
+    // Alone in the queue, the request waits for the delay (100 ms), then runs.
+    assert!(waited >= std::time::Duration::from_millis(90), "{waited:?}");
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+}
