@@ -64,10 +64,58 @@ pub struct OnnxModel {
     pub file: PathBuf,
     /// Model batches along the first dimension (`max_batch_size > 0`).
     pub batching: bool,
-    pub intra_op_threads: usize,
-    /// The CPU session opened to read the model at load time, handed to the first CPU
-    /// instance rather than opened twice.
-    spare: Mutex<Option<Session>>,
+    /// The CPU session opened to read the model at load time (with these threads), handed to
+    /// the first CPU instance that wants the same threads rather than opened twice.
+    spare: Mutex<Option<(Threads, Session)>>,
+}
+
+/// Threads of one instance's session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Threads {
+    /// Threads inside one operator (ONNX Runtime's intra-op pool).
+    pub intra_op: usize,
+    /// Threads running operators in parallel (0: ONNX Runtime's default).
+    pub inter_op: usize,
+}
+
+impl Threads {
+    /// From the model configuration: the `intra_op_thread_count` / `inter_op_thread_count`
+    /// parameters (the names Triton's ONNX Runtime backend reads); by default the cores shared
+    /// out among the model's instances (at least one each), so that several instances do not
+    /// oversubscribe the machine.
+    pub fn from_config(config: &serde_json::Value) -> Threads {
+        let parameter = |key: &str| {
+            config
+                .pointer(&format!("/parameters/{key}/string_value"))
+                .and_then(|v| v.as_str())
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .filter(|&n| n > 0)
+        };
+        // Instances as the server will create them (Triton's default: two CPU instances of an
+        // ONNX Runtime model when the configuration names none).
+        let groups = config
+            .get("instance_group")
+            .and_then(|g| g.as_array())
+            .cloned()
+            .unwrap_or_default();
+        let instances: usize = if groups.is_empty() {
+            2
+        } else {
+            groups
+                .iter()
+                .map(|g| match g.get("count").and_then(|c| c.as_u64()) {
+                    Some(n) if n > 0 => n as usize,
+                    _ => 2,
+                })
+                .sum()
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Threads {
+            intra_op: parameter("intra_op_thread_count")
+                .unwrap_or((cores / instances.max(1)).max(1)),
+            inter_op: parameter("inter_op_thread_count").unwrap_or(0),
+        }
+    }
 }
 
 /// One instance: its own session (`Session::run` takes `&mut self`).
@@ -90,7 +138,7 @@ fn model_file(load: &ModelLoad<'_>) -> PathBuf {
 pub fn open_session(
     env: &Environment,
     file: &Path,
-    intra_op_threads: usize,
+    threads: Threads,
     providers: &[ort::ep::ExecutionProviderDispatch],
 ) -> Result<Session> {
     let fail = |what: &str, e: &dyn std::error::Error| -> Error {
@@ -100,8 +148,13 @@ pub fn open_session(
     builder = builder
         .with_optimization_level(GraphOptimizationLevel::All)
         .map_err(|e| fail("set the optimization level", &e))?
-        .with_intra_threads(intra_op_threads)
+        .with_intra_threads(threads.intra_op)
         .map_err(|e| fail("set the thread count", &e))?;
+    if threads.inter_op > 0 {
+        builder = builder
+            .with_inter_threads(threads.inter_op)
+            .map_err(|e| fail("set the inter-op thread count", &e))?;
+    }
     if !providers.is_empty() {
         builder = builder
             .with_execution_providers(providers)
@@ -123,14 +176,8 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
             load.version()
         )));
     }
-    // Parameters such as `intra_op_thread_count` come from the config's `parameters` map.
-    let intra_op_threads = load
-        .config()
-        .pointer("/parameters/intra_op_thread_count/string_value")
-        .and_then(|v| v.as_str())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let session = open_session(env, &file, intra_op_threads, &[])?;
+    let threads = Threads::from_config(load.config());
+    let session = open_session(env, &file, threads, &[])?;
     if load.auto_complete() {
         let completed = auto_complete(load.config(), &session)?;
         if &completed != load.config() {
@@ -148,8 +195,7 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
         name: load.name().to_string(),
         file,
         batching,
-        intra_op_threads,
-        spare: Mutex::new(Some(session)),
+        spare: Mutex::new(Some((threads, session))),
     })
 }
 
@@ -157,17 +203,60 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
 pub fn create_instance(
     env: &Environment,
     model: &OnnxModel,
-    _info: &InstanceInfo,
+    info: &InstanceInfo,
     providers: &[ort::ep::ExecutionProviderDispatch],
 ) -> Result<OnnxInstance> {
+    let threads = Threads::from_config(&info.config);
     let spare = if providers.is_empty() {
-        model.spare.lock().unwrap_or_else(|p| p.into_inner()).take()
+        let mut spare = model.spare.lock().unwrap_or_else(|p| p.into_inner());
+        match spare.take() {
+            Some((t, session)) if t == threads => Some(session),
+            other => {
+                *spare = other;
+                None
+            }
+        }
     } else {
         None
     };
     let session = match spare {
         Some(session) => session,
-        None => open_session(env, &model.file, model.intra_op_threads, providers)?,
+        None => open_session(env, &model.file, threads, providers)?,
     };
     Ok(OnnxInstance { session })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn threads_share_the_cores_unless_configured() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let two = Threads::from_config(&json!({"instance_group": []}));
+        assert_eq!(
+            two,
+            Threads {
+                intra_op: (cores / 2).max(1),
+                inter_op: 0
+            }
+        );
+        let four = Threads::from_config(&json!({"instance_group": [{"count": 3}, {"count": 1}]}));
+        assert_eq!(four.intra_op, (cores / 4).max(1));
+        let set = Threads::from_config(&json!({
+            "instance_group": [{"count": 1}],
+            "parameters": {
+                "intra_op_thread_count": {"string_value": "3"},
+                "inter_op_thread_count": {"string_value": "2"}
+            }
+        }));
+        assert_eq!(
+            set,
+            Threads {
+                intra_op: 3,
+                inter_op: 2
+            }
+        );
+    }
 }

@@ -33,7 +33,10 @@ fn p50(mut v: Vec<Duration>) -> Duration {
 
 fn raw_ort_p50(lib: &Path, model: &Path) -> Duration {
     let env = ferrite_onnx::init_runtime(lib).expect("ONNX Runtime loads");
-    let mut session: Session = ferrite_onnx::open_session(&env, model, 0, &[]).expect("session");
+    // The threads the server gives each of simple's (two, by default) instances.
+    let threads = ferrite_onnx::Threads::from_config(&serde_json::json!({}));
+    let mut session: Session =
+        ferrite_onnx::open_session(&env, model, threads, &[]).expect("session");
     let a: Vec<i32> = (0..16).collect();
     let b = vec![1i32; 16];
     let mut times = Vec::with_capacity(samples());
