@@ -10,7 +10,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use ferrite_driver_abi as abi;
 use tokio::sync::mpsc;
 
-use crate::batcher::{self, BatchPolicy, Batchable};
+use crate::batcher::{
+    self, Admission, BatchPolicy, Batchable, Dropped, QueuePlace, Queues, TimeoutAction,
+};
 use crate::config::{self, InstanceKind, ModelConfig};
 use crate::driver::{
     DriverInstance, DriverModel, DriverRegistry, ExecRequest, InstanceRequest, ModelLoadRequest,
@@ -36,6 +38,9 @@ struct Job {
     enqueued_ns: u64,
     enqueued_at: std::time::Instant,
     sink: RequestSink,
+    /// With dynamic batching: the request's priority level and queue timeout, and its place
+    /// in the level's queue (freed when the job is dropped).
+    admission: Option<(Admission, QueuePlace)>,
 }
 
 impl Job {
@@ -72,13 +77,21 @@ impl Batchable for Job {
     fn abandoned(&self) -> bool {
         self.sink.abandoned()
     }
+
+    fn level(&self) -> usize {
+        self.admission.as_ref().map_or(0, |(a, _)| a.level)
+    }
+
+    fn timeout(&self) -> Option<(std::time::Instant, TimeoutAction)> {
+        self.admission.as_ref().and_then(|(a, _)| a.timeout)
+    }
 }
 
 /// Where `enqueue` puts a request: straight to the instances (each takes the next request),
 /// or to the model's dynamic batcher.
 enum Queue {
     Direct(Sender<Vec<Job>>),
-    Batched(Sender<Job>),
+    Batched(Sender<Job>, Arc<Queues>),
 }
 
 /// The parts of a loaded model its instance threads and response sinks share.
@@ -238,13 +251,14 @@ impl LoadedModel {
 
         // Instances take batches from one channel: the first idle one gets the next.
         let batching = match &config.scheduling_choice {
-            Some(SchedulingChoice::DynamicBatching(db)) if config.max_batch_size > 0 => {
-                Some(BatchPolicy::new(
+            Some(SchedulingChoice::DynamicBatching(db)) if config.max_batch_size > 0 => Some((
+                BatchPolicy::new(
                     config.max_batch_size as u64,
                     &db.preferred_batch_size,
                     db.max_queue_delay_microseconds,
-                ))
-            }
+                ),
+                Arc::new(Queues::from_config(db)),
+            )),
             _ => None,
         };
         let (batch_tx, batch_rx) = match batching {
@@ -267,23 +281,30 @@ impl LoadedModel {
         }
         let queue = match batching {
             None => Queue::Direct(batch_tx),
-            Some(policy) => {
+            Some((policy, queues)) => {
                 let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE_CAPACITY);
                 let model = dir.name.clone();
+                let levels = queues.levels();
                 let thread = std::thread::Builder::new()
                     .name(format!("batch-{model}"))
                     .spawn(move || {
-                        batcher::run(&model, policy, rx, batch_tx, |job: Job| {
-                            job.cancel(Error::new(
-                                crate::ErrorCode::Cancelled,
-                                "the client went away before the request could run",
-                            ))
+                        batcher::run(&model, policy, levels, rx, batch_tx, |job: Job, why| {
+                            job.cancel(match why {
+                                Dropped::TimedOut => Error::unavailable("Request timeout expired"),
+                                Dropped::Abandoned => Error::new(
+                                    crate::ErrorCode::Cancelled,
+                                    "the client went away before the request could run",
+                                ),
+                                Dropped::NoInstance => Error::unavailable(
+                                    "no instance of the model is running any more",
+                                ),
+                            })
                         })
                     })
                     .map_err(|e| Error::internal(format!("failed to start the batcher: {e}")))?;
                 // The batcher first, so it drains into the instances before they stop.
                 threads.insert(0, thread);
-                Queue::Batched(tx)
+                Queue::Batched(tx, queues)
             }
         };
         Ok(LoadedModel {
@@ -334,25 +355,32 @@ impl LoadedModel {
             received_ns,
             held: parking_lot::Mutex::new(None),
         };
+        let queue = self.queue.as_ref().ok_or_else(|| {
+            Error::unavailable(format!("model '{}' is unloading", self.shared.name))
+        })?;
+        let enqueued_at = std::time::Instant::now();
+        let admission = match queue {
+            Queue::Batched(_, queues) => {
+                Some(queues.admit(&request.parameters, enqueued_at, &self.shared.name)?)
+            }
+            Queue::Direct(_) => None,
+        };
         let job = Job {
             request,
             batch_size,
             enqueued_ns: clock::now_ns(),
-            enqueued_at: std::time::Instant::now(),
+            enqueued_at,
             sink,
+            admission,
         };
-        let queue = self.queue.as_ref().ok_or_else(|| {
-            Error::unavailable(format!("model '{}' is unloading", self.shared.name))
-        })?;
+        // Err(true): the queue is full; Err(false): the model is going away.
         let sent = match queue {
-            Queue::Direct(tx) => tx.try_send(vec![job]).map_err(|e| match e {
-                TrySendError::Full(_) => true,
-                TrySendError::Disconnected(_) => false,
-            }),
-            Queue::Batched(tx) => tx.try_send(job).map_err(|e| match e {
-                TrySendError::Full(_) => true,
-                TrySendError::Disconnected(_) => false,
-            }),
+            Queue::Direct(tx) => tx
+                .try_send(vec![job])
+                .map_err(|e| matches!(e, TrySendError::Full(_))),
+            Queue::Batched(tx, _) => tx
+                .try_send(job)
+                .map_err(|e| matches!(e, TrySendError::Full(_))),
         };
         match sent {
             Ok(()) => Ok(rx),

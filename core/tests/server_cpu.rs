@@ -282,3 +282,43 @@ async fn the_delay_bounds_latency_for_a_lone_request() {
     assert!(waited >= std::time::Duration::from_millis(90), "{waited:?}");
     assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_policies_refuse_and_time_out_with_triton_texts() {
+    // A long batching delay keeps requests queued: the queue holds two, the third is refused.
+    let Some((_repo, server)) = simple_with(
+        "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 300000 \
+         default_queue_policy { max_queue_size: 2 } }",
+    ) else {
+        return;
+    };
+    let first = server.infer(simple_request(1)).unwrap();
+    let second = server.infer(simple_request(1)).unwrap();
+    let e = server.infer(simple_request(1)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable);
+    assert_eq!(e.message(), "Exceeds maximum queue size for model 'simple'");
+    for mut stream in [first, second] {
+        assert!(stream.recv().await.unwrap().is_ok());
+    }
+    drop(server);
+
+    // A queue timeout shorter than the delay: the timer rejects the request.
+    let Some((_repo, server)) = simple_with(
+        "dynamic_batching { preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 300000 \
+         default_queue_policy { default_timeout_microseconds: 20000 } }",
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let e = server.infer_one(simple_request(1)).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable);
+    assert_eq!(e.message(), "Request timeout expired");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(250),
+        "the timer fired late"
+    );
+    assert_eq!(
+        server.statistics(Some("simple"), None).unwrap()[0].execution_count,
+        0
+    );
+}
