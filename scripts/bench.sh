@@ -9,3 +9,4 @@ cargo build --release -p ferrite-server -p ferrite-driver-cpu
 bash scripts/setup.sh --copy-ort target/release
 cargo bench -p ferrite-server --bench overhead
 cargo bench -p ferrite-server --bench protocols
+cargo bench -p ferrite-server --bench batching

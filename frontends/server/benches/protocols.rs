@@ -15,8 +15,6 @@ use common::ServerProcess;
 use ferrite_proto::inference::ModelInferRequest;
 use ferrite_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use ferrite_proto::inference::model_infer_request::InferInputTensor;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const WARMUP: Duration = Duration::from_millis(300);
 const LEVELS: [usize; 3] = [1, 4, 16];
@@ -33,52 +31,6 @@ fn tensor_bytes() -> (Vec<u8>, Vec<u8>) {
     let a: Vec<u8> = (0..16i32).flat_map(|v| v.to_le_bytes()).collect();
     let b: Vec<u8> = (0..16).flat_map(|_| 1i32.to_le_bytes()).collect();
     (a, b)
-}
-
-/// One HTTP worker: binary tensors, one keep-alive connection, requests back to back.
-async fn http_worker(addr: String, start: Instant, end: Instant) -> Vec<Duration> {
-    let header = r#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}},{"name":"OUTPUT1","parameters":{"binary_data":true}}]}"#;
-    let (a, b) = tensor_bytes();
-    let mut request = format!(
-        "POST /v2/models/simple/infer HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n{header}",
-        header.len(),
-        header.len() + a.len() + b.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(&a);
-    request.extend_from_slice(&b);
-
-    let stream = TcpStream::connect(&addr).await.expect("connect");
-    stream.set_nodelay(true).expect("nodelay");
-    let (read, mut write) = stream.into_split();
-    let mut read = BufReader::new(read);
-    let mut times = Vec::new();
-    let mut line = String::new();
-    let mut body = Vec::new();
-    while Instant::now() < end {
-        let t = Instant::now();
-        write.write_all(&request).await.expect("send");
-        let mut length = 0usize;
-        line.clear();
-        read.read_line(&mut line).await.expect("status");
-        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
-        loop {
-            line.clear();
-            read.read_line(&mut line).await.expect("header");
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = v.trim().parse().expect("length");
-            }
-        }
-        body.resize(length, 0);
-        read.read_exact(&mut body).await.expect("body");
-        if t >= start + WARMUP {
-            times.push(t.elapsed());
-        }
-    }
-    times
 }
 
 /// One gRPC worker: its own channel, raw_input_contents, requests back to back.
@@ -118,7 +70,12 @@ async fn run(protocol: &str, addr: &str, concurrency: usize) -> (f64, Duration, 
     for _ in 0..concurrency {
         let addr = addr.to_string();
         tasks.push(match protocol {
-            "HTTP" => tokio::spawn(http_worker(addr, start, end)),
+            "HTTP" => {
+                let header = r#"{"inputs":[{"name":"INPUT0","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}},{"name":"INPUT1","shape":[1,16],"datatype":"INT32","parameters":{"binary_data_size":64}}],"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}},{"name":"OUTPUT1","parameters":{"binary_data":true}}]}"#;
+                let (a, b) = tensor_bytes();
+                let request = common::binary_request(&addr, "simple", header, &[&a, &b]);
+                tokio::spawn(common::http_worker(addr, std::sync::Arc::new(request), start + WARMUP, end))
+            }
             _ => tokio::spawn(grpc_worker(addr, start, end)),
         });
     }

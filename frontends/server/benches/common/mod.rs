@@ -1,4 +1,6 @@
-//! What the benchmarks share: the release build's paths and a `ferrite` process on loopback.
+//! What the benchmarks share: the release build's paths, a `ferrite` process on loopback and
+//! an HTTP client worker. (Each benchmark uses part of it.)
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -42,14 +44,30 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server and waits for the services named in `wait_for` (e.g. "HTTPService").
+    /// Starts the server on the example repository and waits for the services named in
+    /// `wait_for` (e.g. "HTTPService").
     pub fn start(extra: &[&str], wait_for: &[&str]) -> ServerProcess {
+        Self::start_on(&workspace().join("configs/models"), extra, wait_for)
+    }
+
+    /// Starts the server on `repository`.
+    pub fn start_on(
+        repository: &std::path::Path,
+        extra: &[&str],
+        wait_for: &[&str],
+    ) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrite"))
             .arg("--model-repository")
-            .arg(workspace().join("configs/models"))
+            .arg(repository)
             .arg("--backend-directory")
             .arg(release_dir())
             .args(["--http-address", "127.0.0.1", "--http-port", "0"])
+            // A free gRPC port too, unless the caller picks one: 8001 may be taken.
+            .args(if extra.contains(&"--grpc-port") {
+                &[][..]
+            } else {
+                &["--grpc-port", "0"][..]
+            })
             .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -62,8 +80,11 @@ impl ServerProcess {
             addresses: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while server.addresses.len() < wait_for.len() && Instant::now() < deadline {
+        let mut log = Vec::new();
+        let started = |s: &ServerProcess| wait_for.iter().all(|name| s.address(name).is_some());
+        while !started(&server) && Instant::now() < deadline {
             let Some(Ok(line)) = lines.next() else { break };
+            log.push(line.clone());
             if let Some((head, addr)) = line.split_once(" at ")
                 && let Some(service) = head.rsplit("Started ").next()
                 && head.contains("Started ")
@@ -99,4 +120,63 @@ impl Drop for ServerProcess {
             .status();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTP infer request with binary tensors: the JSON header and the tensors' bytes.
+pub fn binary_request(addr: &str, model: &str, header: &str, tensors: &[&[u8]]) -> Vec<u8> {
+    let size: usize = tensors.iter().map(|t| t.len()).sum();
+    let mut request = format!(
+        "POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\nInference-Header-Content-Length: {}\r\nContent-Length: {}\r\n\r\n{header}",
+        header.len(),
+        header.len() + size
+    )
+    .into_bytes();
+    for t in tensors {
+        request.extend_from_slice(t);
+    }
+    request
+}
+
+/// One HTTP worker: one keep-alive connection, `request` sent back to back until `end`;
+/// returns the latencies of requests started after `measure_from`.
+pub async fn http_worker(
+    addr: String,
+    request: std::sync::Arc<Vec<u8>>,
+    measure_from: Instant,
+    end: Instant,
+) -> Vec<Duration> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let mut times = Vec::new();
+    let mut line = String::new();
+    let mut body = Vec::new();
+    while Instant::now() < end {
+        let t = Instant::now();
+        write.write_all(&request).await.expect("send");
+        let mut length = 0usize;
+        line.clear();
+        read.read_line(&mut line).await.expect("status");
+        assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+        loop {
+            line.clear();
+            read.read_line(&mut line).await.expect("header");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().expect("length");
+            }
+        }
+        body.resize(length, 0);
+        read.read_exact(&mut body).await.expect("body");
+        if t >= measure_from {
+            times.push(t.elapsed());
+        }
+    }
+    times
 }
