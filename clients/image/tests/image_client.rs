@@ -1,0 +1,513 @@
+//! The `image_client` binary: argument errors and an unreachable server (no server needed),
+//! then real runs against a `ferrite` process serving the example repository
+//! (efficientnet_lite0_onnx) over HTTP and gRPC: single images, the images folder, batches,
+//! `-a` and `--streaming`, and the model's refusals.
+//!
+//! The server is the workspace's `target/debug/ferrite` with the CPU driver and ONNX Runtime
+//! from `target/debug` (`cargo build --workspace`, `scripts/setup.sh --copy-ort target/debug`)
+//! and the example models and images of `scripts/setup.sh`. When any of it is missing the
+//! server tests skip with a message, unless FERRITE_REQUIRE_DRIVERS is set (scripts/test.sh),
+//! where they fail.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const MODEL: &str = "efficientnet_lite0_onnx";
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn images() -> PathBuf {
+    workspace().join("configs/images")
+}
+
+fn coffee() -> String {
+    images().join("coffee.png").display().to_string()
+}
+
+fn chelsea() -> String {
+    images().join("chelsea.png").display().to_string()
+}
+
+fn image_client(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_image_client"))
+        .args(args)
+        .output()
+        .expect("image_client runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs image_client and expects success; returns its stdout.
+fn classify(args: &[&str]) -> String {
+    let o = image_client(args);
+    assert!(
+        o.status.success(),
+        "image_client {args:?} failed ({}):\n{}{}",
+        o.status,
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs image_client and expects exit status `code`; returns its stderr.
+fn fails(args: &[&str], code: i32) -> String {
+    let o = image_client(args);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "image_client {args:?}:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stderr(&o)
+}
+
+// --- no server needed ---------------------------------------------------------------------
+
+#[test]
+fn bad_arguments_print_the_usage_and_exit_2() {
+    for args in [
+        &["x.png"][..],                                       // no -m
+        &["-m", MODEL][..],                                   // no image
+        &["-m", MODEL, "-b", "0", "x.png"][..],               // batch size must be > 0
+        &["-m", MODEL, "-c", "0", "x.png"][..],               // topk must be > 0
+        &["-m", MODEL, "-s", "MEAN", "x.png"][..],            // unknown scaling
+        &["-m", MODEL, "-i", "udp", "x.png"][..],             // unknown protocol
+        &["-m", MODEL, "--streaming", "x.png"][..],           // streaming needs gRPC
+        &["-m", MODEL, "-i", "http", "--streaming", "x"][..], // likewise
+        &["-m", MODEL, "--bogus", "x.png"][..],
+    ] {
+        let err = fails(args, 2);
+        assert!(err.contains("Usage: image_client"), "{args:?}: {err}");
+    }
+    let err = fails(&["-m", MODEL, "--streaming", "x.png"], 2);
+    assert!(
+        err.contains("Streaming is only allowed with gRPC protocol"),
+        "{err}"
+    );
+    let err = fails(&["-m", MODEL, "-s", "MEAN", "x.png"], 2);
+    assert!(
+        err.contains("NONE") && err.contains("INCEPTION") && err.contains("VGG"),
+        "{err}"
+    );
+
+    let help = image_client(&["--help"]);
+    assert!(help.status.success());
+    for flag in [
+        "-m",
+        "-x",
+        "-c",
+        "-s",
+        "-b",
+        "-i",
+        "-u",
+        "-a",
+        "--streaming",
+        "-v",
+    ] {
+        assert!(stdout(&help).contains(flag), "--help lacks {flag}");
+    }
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_unreachable_server_is_named() {
+    let url = format!("127.0.0.1:{}", closed_port());
+    for protocol in ["http", "grpc"] {
+        let err = fails(&["-m", MODEL, "-i", protocol, "-u", &url, &coffee()], 1);
+        assert!(err.starts_with("error: "), "{protocol}: {err}");
+        assert!(
+            err.contains(&format!("cannot reach http://{url}")),
+            "{protocol}: {err}"
+        );
+    }
+}
+
+// --- against ferrite ----------------------------------------------------------------------
+
+/// A `ferrite` process on the example repository, stopped (SIGTERM) when dropped.
+struct Server {
+    child: Child,
+    http: String,
+    grpc: String,
+}
+
+impl Server {
+    fn start() -> Option<Server> {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace().join("target"))
+            .join("debug");
+        let binary = target.join("ferrite");
+        let model_dir = workspace().join("configs/models").join(MODEL);
+        let missing: Vec<String> = [
+            binary.clone(),
+            target.join("libferrite_driver_cpu.so"),
+            target.join("libonnxruntime.so.1.31.1"),
+            model_dir.join("1/model.onnx"),
+            model_dir.join("labels.txt"),
+            images().join("coffee.png"),
+            images().join("chelsea.png"),
+        ]
+        .into_iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+        if !missing.is_empty() {
+            assert!(
+                std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
+                "missing {}: run scripts/setup.sh and cargo build --workspace",
+                missing.join(", ")
+            );
+            eprintln!(
+                "SKIPPED: {} missing (run scripts/setup.sh and cargo build --workspace)",
+                missing.join(", ")
+            );
+            return None;
+        }
+        let mut child = Command::new(&binary)
+            .arg("--backend-directory")
+            .arg(&target)
+            .arg("--model-repository")
+            .arg(workspace().join("configs/models"))
+            .args(["--http-port", "0", "--grpc-port", "0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("ferrite starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let (mut http, mut grpc) = (None, None);
+        let mut log = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while (http.is_none() || grpc.is_none()) && Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            for (service, slot) in [
+                ("Started HTTPService at ", &mut http),
+                ("Started GRPCInferenceService at ", &mut grpc),
+            ] {
+                if let Some((_, addr)) = line.split_once(service) {
+                    // "0.0.0.0:PORT" or "[::]:PORT": connect over loopback.
+                    let port = addr.trim().rsplit(':').next().unwrap_or_default();
+                    *slot = Some(format!("127.0.0.1:{port}"));
+                }
+            }
+            log.push(line);
+        }
+        let (Some(http), Some(grpc)) = (http, grpc) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ferrite did not start:\n{}", log.join("\n"));
+        };
+        // Keep draining the log so that the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Some(Server { child, http, grpc })
+    }
+
+    fn url(&self, protocol: &str) -> &str {
+        if protocol == "grpc" {
+            &self.grpc
+        } else {
+            &self.http
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// One class line: "    <score> (<index>) = <label>".
+#[derive(Debug)]
+struct Class {
+    score: f64,
+    index: i64,
+    label: String,
+}
+
+/// One request's block of the output.
+#[derive(Debug)]
+struct Request {
+    id: String,
+    batch_size: usize,
+    images: Vec<(String, Vec<Class>)>,
+}
+
+/// Parses image_client's output, checking its exact line formats.
+fn parse_output(text: &str) -> Vec<Request> {
+    let mut requests: Vec<Request> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("Request ") {
+            let (id, size) = rest.split_once(", batch size ").expect(line);
+            requests.push(Request {
+                id: id.to_owned(),
+                batch_size: size.parse().expect(line),
+                images: Vec::new(),
+            });
+        } else if let Some(rest) = line.strip_prefix("Image '") {
+            let path = rest.strip_suffix("':").expect(line);
+            let r = requests.last_mut().expect("Request line first");
+            r.images.push((path.to_owned(), Vec::new()));
+        } else if let Some(rest) = line.strip_prefix("    ") {
+            let (score, rest) = rest.split_once(" (").expect(line);
+            let (index, label) = rest.split_once(") = ").expect(line);
+            let r = requests.last_mut().expect("Request line first");
+            r.images
+                .last_mut()
+                .expect("Image line first")
+                .1
+                .push(Class {
+                    score: score.parse().expect(line),
+                    index: index.parse().expect(line),
+                    label: label.to_owned(),
+                });
+        } else {
+            panic!("unexpected output line {line:?} in:\n{text}");
+        }
+    }
+    requests
+}
+
+/// expected.json's top3 for an image: `key` "top3" ((x - 127) / 128, `-s LITE`) or
+/// "top3_inception" (`-s INCEPTION`).
+fn expected(image: &str, key: &str) -> Vec<(i64, String, f64)> {
+    let text = std::fs::read_to_string(workspace().join("scripts/models/expected.json"))
+        .expect("scripts/models/expected.json");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["images"][image][key]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["index"].as_i64().unwrap(),
+                c["label"].as_str().unwrap().to_owned(),
+                c["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The classes match expected.json's (index, label, and the score to its 3 decimals).
+fn assert_classes(classes: &[Class], want: &[(i64, String, f64)], what: &str) {
+    assert_eq!(classes.len(), want.len(), "{what}: {classes:?}");
+    for (got, (index, label, score)) in classes.iter().zip(want) {
+        assert_eq!(
+            (got.index, got.label.as_str()),
+            (*index, label.as_str()),
+            "{what}: {classes:?}"
+        );
+        assert!(
+            (got.score - score).abs() < 0.002,
+            "{what}: score {} vs {score}",
+            got.score
+        );
+    }
+}
+
+fn image_name(path: &str) -> &str {
+    Path::new(path).file_name().unwrap().to_str().unwrap()
+}
+
+#[test]
+fn classifies_the_sample_images() {
+    let Some(server) = Server::start() else {
+        return;
+    };
+    let folder = images().display().to_string();
+    let (coffee, chelsea) = (coffee(), chelsea());
+
+    for protocol in ["http", "grpc"] {
+        let url = server.url(protocol);
+        let base = ["-m", MODEL, "-i", protocol, "-u", url];
+        let with = |extra: &[&str]| -> Vec<Request> {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            parse_output(&classify(&args))
+        };
+
+        // One image, top 3, both of Triton's scalings that the model's reference knows.
+        for (scaling, key) in [("LITE", "top3"), ("INCEPTION", "top3_inception")] {
+            let out = with(&["-c", "3", "-s", scaling, &coffee]);
+            assert_eq!(out.len(), 1, "{protocol}");
+            assert_eq!((out[0].id.as_str(), out[0].batch_size), ("0", 1));
+            assert_eq!(out[0].images.len(), 1);
+            assert_eq!(out[0].images[0].0, coffee);
+            let what = format!("{protocol} -s {scaling} coffee");
+            assert_classes(&out[0].images[0].1, &expected("coffee.png", key), &what);
+        }
+        let out = with(&["-s", "INCEPTION", &chelsea]);
+        assert_eq!(out[0].images[0].1.len(), 1, "-c defaults to 1");
+        let what = format!("{protocol} chelsea top 1");
+        assert_classes(
+            &out[0].images[0].1,
+            &expected("chelsea.png", "top3_inception")[..1],
+            &what,
+        );
+
+        // The folder, one image per request (sorted), synchronous and -a; and --streaming.
+        let mut modes: Vec<&[&str]> = vec![&[], &["-a"]];
+        if protocol == "grpc" {
+            modes.extend([&["--streaming"][..], &["--streaming", "-a"][..]]);
+        }
+        for mode in modes {
+            let args: Vec<&str> = ["-c", "3", "-s", "LITE"]
+                .iter()
+                .chain(mode)
+                .chain([&folder.as_str()])
+                .copied()
+                .collect();
+            let out = with(&args);
+            let what = format!("{protocol} {mode:?} folder");
+            assert_eq!(out.len(), 2, "{what}");
+            for (i, (r, name)) in out.iter().zip(["chelsea.png", "coffee.png"]).enumerate() {
+                assert_eq!((r.id.clone(), r.batch_size), (i.to_string(), 1), "{what}");
+                assert_eq!(r.images.len(), 1, "{what}");
+                assert_eq!(image_name(&r.images[0].0), name, "{what}");
+                assert_classes(&r.images[0].1, &expected(name, "top3"), &what);
+            }
+        }
+
+        // Batches: -b 2 takes both images in one request; -b 3 fills the batch by starting
+        // over; a single image with -b 2 is sent twice.
+        for (batch, mode, want) in [
+            ("2", &[][..], &["chelsea.png", "coffee.png"][..]),
+            ("2", &["-a"][..], &["chelsea.png", "coffee.png"][..]),
+            (
+                "3",
+                &[][..],
+                &["chelsea.png", "coffee.png", "chelsea.png"][..],
+            ),
+        ] {
+            let args: Vec<&str> = ["-c", "3", "-s", "LITE", "-b", batch]
+                .iter()
+                .chain(mode)
+                .chain([&folder.as_str()])
+                .copied()
+                .collect();
+            let out = with(&args);
+            let what = format!("{protocol} -b {batch} {mode:?}");
+            assert_eq!(out.len(), 1, "{what}");
+            assert_eq!(out[0].batch_size, want.len(), "{what}");
+            let names: Vec<&str> = out[0].images.iter().map(|(p, _)| image_name(p)).collect();
+            assert_eq!(names, want, "{what}");
+            for (path, classes) in &out[0].images {
+                assert_classes(classes, &expected(image_name(path), "top3"), &what);
+            }
+        }
+        let out = with(&["-b", "2", "-s", "INCEPTION", &coffee]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].images.len(), 2);
+        assert!(
+            out[0]
+                .images
+                .iter()
+                .all(|(p, c)| p == &coffee && c[0].index == 967)
+        );
+        if protocol == "grpc" {
+            let out = with(&["-b", "2", "--streaming", "-s", "LITE", "-c", "3", &folder]);
+            assert_eq!(out.len(), 1);
+            for (path, classes) in &out[0].images {
+                assert_classes(
+                    classes,
+                    &expected(image_name(path), "top3"),
+                    "grpc -b 2 stream",
+                );
+            }
+        }
+
+        // The version, explicitly.
+        let out = with(&["-x", "1", "-s", "INCEPTION", &coffee]);
+        assert_eq!(out[0].images[0].1[0].label, "espresso");
+
+        // -p writes the first image's tensor: FP32 [3, 224, 224].
+        let dir = tempfile::tempdir().unwrap();
+        let tensor = dir.path().join("coffee.bin");
+        let tensor_arg = tensor.display().to_string();
+        with(&["-s", "LITE", "-p", &tensor_arg, &coffee]);
+        assert_eq!(std::fs::metadata(&tensor).unwrap().len(), 3 * 224 * 224 * 4);
+
+        // -v adds the model's metadata and configuration.
+        let args: Vec<&str> = base
+            .iter()
+            .chain(&["-v", coffee.as_str()])
+            .copied()
+            .collect();
+        let verbose = classify(&args);
+        assert!(
+            verbose.contains("FORMAT_NCHW") && verbose.contains("max_batch_size"),
+            "{verbose}"
+        );
+        assert!(verbose.contains("Image '"), "{verbose}");
+
+        // Refusals: the server's message, or Triton's texts for models that do not fit.
+        let err_with = |extra: &[&str]| -> String {
+            let args: Vec<&str> = ["-i", protocol, "-u", url]
+                .iter()
+                .chain(extra)
+                .copied()
+                .collect();
+            fails(&args, 1)
+        };
+        let err = err_with(&["-m", "no_such_model", &coffee]);
+        assert!(
+            err.contains("failed to get model metadata"),
+            "{protocol}: {err}"
+        );
+        assert!(err.contains("no_such_model"), "{protocol}: {err}");
+        let err = err_with(&["-m", MODEL, "-b", "9", &coffee]);
+        assert!(
+            err.contains("expecting batch size <= 8 for model 'efficientnet_lite0_onnx'"),
+            "{protocol}: {err}"
+        );
+        let err = err_with(&["-m", "simple", &coffee]);
+        assert!(
+            err.contains("expecting 1 input, got 2"),
+            "{protocol}: {err}"
+        );
+        let err = err_with(&["-m", MODEL, "-x", "7", &coffee]);
+        assert!(
+            err.starts_with("error: failed to get model metadata"),
+            "{protocol}: {err}"
+        );
+
+        // Files: a missing one, and one that is not an image.
+        let err = err_with(&["-m", MODEL, "/no/such/image.png"]);
+        assert!(
+            err.contains("Failed to find '/no/such/image.png'"),
+            "{protocol}: {err}"
+        );
+        let bad = dir.path().join("notes.png");
+        std::fs::write(&bad, "not a picture").unwrap();
+        let err = err_with(&["-m", MODEL, &bad.display().to_string()]);
+        assert!(
+            err.contains("unable to decode image") && err.contains(&bad.display().to_string()),
+            "{protocol}: {err}"
+        );
+    }
+}
