@@ -9,6 +9,7 @@ pub mod driver;
 pub mod error;
 pub mod model;
 pub mod normalize;
+pub mod ordering;
 pub mod postprocess;
 pub mod repository;
 pub mod request;

@@ -18,6 +18,7 @@ use crate::driver::{
     DriverInstance, DriverModel, DriverRegistry, ExecRequest, InstanceRequest, ModelLoadRequest,
     RawOutput, RequestSlot, ResponseSink,
 };
+use crate::ordering::OrderGate;
 use crate::postprocess::{self, OutputSpec};
 use crate::repository::{self, ModelDir};
 use crate::request::{InferenceRequest, InferenceResponse};
@@ -108,6 +109,8 @@ pub struct LoadedModel {
     config: ModelConfig,
     config_json: serde_json::Value,
     queue: Option<Queue>,
+    /// `preserve_ordering` with dynamic batching.
+    order: Option<Arc<OrderGate>>,
     threads: Vec<JoinHandle<()>>,
     driver_name: String,
 }
@@ -279,6 +282,12 @@ impl LoadedModel {
                 })?;
             threads.push(thread);
         }
+        let order = match &config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(db)) if db.preserve_ordering => {
+                Some(Arc::new(OrderGate::default()))
+            }
+            _ => None,
+        };
         let queue = match batching {
             None => Queue::Direct(batch_tx),
             Some((policy, queues)) => {
@@ -312,6 +321,7 @@ impl LoadedModel {
             config,
             config_json,
             queue: Some(queue),
+            order,
             threads,
             driver_name: driver.name.clone(),
         })
@@ -354,6 +364,11 @@ impl LoadedModel {
             requested: request.outputs.clone(),
             received_ns,
             held: parking_lot::Mutex::new(None),
+            order: parking_lot::Mutex::new(
+                self.order
+                    .as_ref()
+                    .map(|gate| (Arc::clone(gate), gate.ticket())),
+            ),
         };
         let queue = self.queue.as_ref().ok_or_else(|| {
             Error::unavailable(format!("model '{}' is unloading", self.shared.name))
@@ -441,6 +456,17 @@ struct RequestSink {
     received_ns: u64,
     /// The final response, held until the execution's statistics are recorded.
     held: parking_lot::Mutex<Option<Result<InferenceResponse>>>,
+    /// With `preserve_ordering`: the gate and this request's ticket, given back exactly once
+    /// (by flush, or by drop for a request that never got that far).
+    order: parking_lot::Mutex<Option<(Arc<OrderGate>, u64)>>,
+}
+
+impl Drop for RequestSink {
+    fn drop(&mut self) {
+        if let Some((gate, ticket)) = self.order.get_mut().take() {
+            gate.complete(ticket, Box::new(|| {}));
+        }
+    }
 }
 
 impl ResponseSink for RequestSink {
@@ -471,7 +497,20 @@ impl ResponseSink for RequestSink {
 
     fn flush(&self) {
         if let Some(result) = self.held.lock().take() {
-            let _ = self.tx.send(result);
+            match self.order.lock().take() {
+                Some((gate, ticket)) => {
+                    let tx = self.tx.clone();
+                    gate.complete(
+                        ticket,
+                        Box::new(move || {
+                            let _ = tx.send(result);
+                        }),
+                    );
+                }
+                None => {
+                    let _ = self.tx.send(result);
+                }
+            }
         }
     }
 

@@ -202,12 +202,20 @@ async fn a_request_past_its_deadline_does_not_run() {
 
 /// `simple` in a temporary repository with extra configuration appended.
 fn simple_with(extra: &str) -> Option<(tempfile::TempDir, Server)> {
+    model_with("simple", extra)
+}
+
+/// An example model in a temporary repository with extra configuration appended.
+fn model_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, Server)> {
     server()?;
     let repo = tempfile::tempdir().unwrap();
-    let dir = repo.path().join("simple");
+    let dir = repo.path().join(model);
     std::fs::create_dir_all(dir.join("1")).unwrap();
-    let models = workspace().join("configs/models/simple");
+    let models = workspace().join("configs/models").join(model);
     std::fs::copy(models.join("1/model.onnx"), dir.join("1/model.onnx")).unwrap();
+    if models.join("labels.txt").is_file() {
+        std::fs::copy(models.join("labels.txt"), dir.join("labels.txt")).unwrap();
+    }
     let config = std::fs::read_to_string(models.join("config.pbtxt")).unwrap();
     std::fs::write(dir.join("config.pbtxt"), format!("{config}\n{extra}\n")).unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -321,4 +329,56 @@ async fn queue_policies_refuse_and_time_out_with_triton_texts() {
         server.statistics(Some("simple"), None).unwrap()[0].execution_count,
         0
     );
+}
+
+async fn finish_order(ordered: bool) -> Vec<&'static str> {
+    let extra = format!(
+        "instance_group [ {{ count: 2, kind: KIND_CPU }} ]\ndynamic_batching {{ preserve_ordering: {ordered} }}"
+    );
+    let Some((_repo, server)) = model_with("efficientnet_lite0_onnx", &extra) else {
+        return Vec::new();
+    };
+    let image = |batch: i64| InferenceRequest {
+        model_name: "efficientnet_lite0_onnx".into(),
+        inputs: vec![Tensor::new(
+            "input",
+            DataType::Fp32,
+            vec![batch, 3, 224, 224],
+            Bytes::from(vec![0u8; batch as usize * 3 * 224 * 224 * 4]),
+        )],
+        ..Default::default()
+    };
+    // A slow request (batch 8) reaches one instance, then a quick one (batch 1) the other.
+    let mut slow = server.infer(image(8)).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut quick = server.infer(image(1)).unwrap();
+    let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (o1, o2) = (order.clone(), order.clone());
+    let a = tokio::spawn(async move {
+        slow.recv().await.unwrap().unwrap();
+        o1.lock().push("slow");
+    });
+    let b = tokio::spawn(async move {
+        quick.recv().await.unwrap().unwrap();
+        o2.lock().push("quick");
+    });
+    a.await.unwrap();
+    b.await.unwrap();
+    order.lock().clone()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn preserve_ordering_holds_later_responses_back() {
+    // Without it the quick request, queued second, finishes first...
+    let free = finish_order(false).await;
+    if free.is_empty() {
+        return;
+    }
+    assert_eq!(
+        free,
+        vec!["quick", "slow"],
+        "the test needs the quick request to finish first"
+    );
+    // ...with it, its response waits for the slow one's.
+    assert_eq!(finish_order(true).await, vec!["slow", "quick"]);
 }
