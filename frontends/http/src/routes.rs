@@ -969,44 +969,22 @@ fn batch_stats(out: &mut Vec<u8>, b: &BatchStats) {
 
 /// `[{"name","key","offset","byte_size"}]`, as Triton's `GetStatus` writes system regions.
 fn system_status_json(regions: &[SystemRegionStatus]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + regions.len() * 96);
-    out.push(b'[');
-    for (i, r) in regions.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"name\":");
-        write::string(&mut out, r.name.as_bytes());
-        out.extend_from_slice(b",\"key\":");
-        write::string(&mut out, r.key.as_bytes());
-        out.extend_from_slice(b",\"offset\":");
-        write::u64(&mut out, r.offset);
-        out.extend_from_slice(b",\"byte_size\":");
-        write::u64(&mut out, r.byte_size);
-        out.push(b'}');
-    }
-    out.push(b']');
-    out
+    let entries: Vec<serde_json::Value> = regions
+        .iter()
+        .map(|r| {
+            serde_json::json!({"name": r.name, "key": r.key, "offset": r.offset, "byte_size": r.byte_size})
+        })
+        .collect();
+    serde_json::to_vec(&entries).expect("JSON values serialize")
 }
 
 /// `[{"name","device_id","byte_size"}]`, as Triton's `GetStatus` writes CUDA regions.
 fn cuda_status_json(regions: &[CudaRegionStatus]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + regions.len() * 64);
-    out.push(b'[');
-    for (i, r) in regions.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"{\"name\":");
-        write::string(&mut out, r.name.as_bytes());
-        out.extend_from_slice(b",\"device_id\":");
-        write::u64(&mut out, r.device_id);
-        out.extend_from_slice(b",\"byte_size\":");
-        write::u64(&mut out, r.byte_size);
-        out.push(b'}');
-    }
-    out.push(b']');
-    out
+    let entries: Vec<serde_json::Value> = regions
+        .iter()
+        .map(|r| serde_json::json!({"name": r.name, "device_id": r.device_id, "byte_size": r.byte_size}))
+        .collect();
+    serde_json::to_vec(&entries).expect("JSON values serialize")
 }
 
 /// The statistics extension's reply (references 15, 41, 43).
