@@ -9,18 +9,17 @@
 //! server tests skip with a message, unless FERRITE_REQUIRE_DRIVERS is set (scripts/test.sh),
 //! where they fail.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const MODEL: &str = "efficientnet_lite0_onnx";
+#[path = "../../client/tests/common/mod.rs"]
+mod common;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::workspace;
+
+const MODEL: &str = "efficientnet_lite0_onnx";
 
 fn images() -> PathBuf {
     workspace().join("configs/images")
@@ -147,99 +146,39 @@ fn an_unreachable_server_is_named() {
 // --- against ferrite ----------------------------------------------------------------------
 
 /// A `ferrite` process on the example repository, stopped (SIGTERM) when dropped.
-struct Server {
-    child: Child,
-    http: String,
-    grpc: String,
+/// The example server (the client library's test helper), once the sample images and the
+/// classifier are there too.
+fn start_server() -> Option<common::Server> {
+    let model_dir = workspace().join("configs/models").join(MODEL);
+    let missing: Vec<String> = [
+        model_dir.join("labels.txt"),
+        images().join("coffee.png"),
+        images().join("chelsea.png"),
+    ]
+    .into_iter()
+    .filter(|p| !p.is_file())
+    .map(|p| p.display().to_string())
+    .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
+            "missing {}: run scripts/setup.sh",
+            missing.join(", ")
+        );
+        eprintln!(
+            "SKIPPED: {} missing (run scripts/setup.sh)",
+            missing.join(", ")
+        );
+        return None;
+    }
+    common::Server::start()
 }
 
-impl Server {
-    fn start() -> Option<Server> {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace().join("target"))
-            .join("debug");
-        let binary = target.join("ferrite");
-        let model_dir = workspace().join("configs/models").join(MODEL);
-        let missing: Vec<String> = [
-            binary.clone(),
-            target.join("libferrite_driver_cpu.so"),
-            target.join("libonnxruntime.so.1.31.1"),
-            model_dir.join("1/model.onnx"),
-            model_dir.join("labels.txt"),
-            images().join("coffee.png"),
-            images().join("chelsea.png"),
-        ]
-        .into_iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-        if !missing.is_empty() {
-            assert!(
-                std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-                "missing {}: run scripts/setup.sh and cargo build --workspace",
-                missing.join(", ")
-            );
-            eprintln!(
-                "SKIPPED: {} missing (run scripts/setup.sh and cargo build --workspace)",
-                missing.join(", ")
-            );
-            return None;
-        }
-        let mut child = Command::new(&binary)
-            .arg("--backend-directory")
-            .arg(&target)
-            .arg("--model-repository")
-            .arg(workspace().join("configs/models"))
-            .args(["--http-port", "0", "--grpc-port", "0"])
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("ferrite starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let (mut http, mut grpc) = (None, None);
-        let mut log = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while (http.is_none() || grpc.is_none()) && Instant::now() < deadline {
-            let Some(Ok(line)) = lines.next() else { break };
-            for (service, slot) in [
-                ("Started HTTPService at ", &mut http),
-                ("Started GRPCInferenceService at ", &mut grpc),
-            ] {
-                if let Some((_, addr)) = line.split_once(service) {
-                    // "0.0.0.0:PORT" or "[::]:PORT": connect over loopback.
-                    let port = addr.trim().rsplit(':').next().unwrap_or_default();
-                    *slot = Some(format!("127.0.0.1:{port}"));
-                }
-            }
-            log.push(line);
-        }
-        let (Some(http), Some(grpc)) = (http, grpc) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ferrite did not start:\n{}", log.join("\n"));
-        };
-        // Keep draining the log so that the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Some(Server { child, http, grpc })
-    }
-
-    fn url(&self, protocol: &str) -> &str {
-        if protocol == "grpc" {
-            &self.grpc
-        } else {
-            &self.http
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+fn url<'s>(server: &'s common::Server, protocol: &str) -> &'s str {
+    if protocol == "grpc" {
+        &server.grpc
+    } else {
+        &server.http
     }
 }
 
@@ -337,14 +276,14 @@ fn image_name(path: &str) -> &str {
 
 #[test]
 fn classifies_the_sample_images() {
-    let Some(server) = Server::start() else {
+    let Some(server) = start_server() else {
         return;
     };
     let folder = images().display().to_string();
     let (coffee, chelsea) = (coffee(), chelsea());
 
     for protocol in ["http", "grpc"] {
-        let url = server.url(protocol);
+        let url = url(&server, protocol);
         let base = ["-m", MODEL, "-i", protocol, "-u", url];
         let with = |extra: &[&str]| -> Vec<Request> {
             let args: Vec<&str> = base.iter().chain(extra).copied().collect();
