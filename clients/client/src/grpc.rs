@@ -611,20 +611,7 @@ fn decode_response(r: ModelInferResponse) -> Result<InferResult> {
     let mut outputs = Vec::with_capacity(r.outputs.len());
     for o in r.outputs {
         let parameters = from_params(o.parameters);
-        let shm = parameters
-            .get("shared_memory_region")
-            .and_then(Value::as_str)
-            .map(|region| ShmRef {
-                region: region.to_string(),
-                offset: parameters
-                    .get("shared_memory_offset")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-                byte_size: parameters
-                    .get("shared_memory_byte_size")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-            });
+        let shm = ShmRef::from_parameters(&parameters);
         let data = if all_raw || shm.is_none() {
             raw.next()
         } else {

@@ -621,20 +621,7 @@ fn parse_infer_reply(body: &Bytes, header_len: usize) -> Result<InferResult> {
     {
         let datatype = str_field(o, "datatype");
         let parameters = o["parameters"].as_object().cloned().unwrap_or_default();
-        let shm = parameters
-            .get("shared_memory_region")
-            .and_then(Value::as_str)
-            .map(|region| ShmRef {
-                region: region.to_string(),
-                offset: parameters
-                    .get("shared_memory_offset")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-                byte_size: parameters
-                    .get("shared_memory_byte_size")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-            });
+        let shm = ShmRef::from_parameters(&parameters);
         let data = if let Some(size) = parameters.get("binary_data_size").and_then(Value::as_u64) {
             let size = size as usize;
             if body.len() - at < size {

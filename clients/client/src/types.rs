@@ -20,6 +20,20 @@ pub struct ShmRef {
 }
 
 impl ShmRef {
+    /// The region a tensor's parameters name (`shared_memory_region`, `_offset`,
+    /// `_byte_size`), if any.
+    pub fn from_parameters(parameters: &Map<String, Value>) -> Option<ShmRef> {
+        let number = |key: &str| parameters.get(key).and_then(Value::as_u64).unwrap_or(0);
+        parameters
+            .get("shared_memory_region")
+            .and_then(Value::as_str)
+            .map(|region| ShmRef {
+                region: region.to_string(),
+                offset: number("shared_memory_offset"),
+                byte_size: number("shared_memory_byte_size"),
+            })
+    }
+
     /// `byte_size` bytes at `offset` of `region`.
     pub fn new(region: impl Into<String>, offset: u64, byte_size: u64) -> ShmRef {
         ShmRef {
