@@ -126,19 +126,7 @@ async fn load(addr: &str, request: Arc<Vec<u8>>, concurrency: usize) -> (f64, Du
             ))
         })
         .collect();
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await.expect("worker"));
-    }
-    all.sort();
-    let measured = (Instant::now() - start)
-        .saturating_sub(WARMUP)
-        .as_secs_f64();
-    (
-        all.len() as f64 / measured,
-        common::percentile(&all, 50.0),
-        common::percentile(&all, 99.0),
-    )
+    common::summarize(tasks, start + WARMUP).await
 }
 
 fn main() {

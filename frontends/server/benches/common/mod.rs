@@ -180,3 +180,24 @@ pub async fn http_worker(
     }
     times
 }
+
+/// Waits for the workers and summarises their latencies (measured from `measure_from`):
+/// requests per second, p50 and p99.
+pub async fn summarize(
+    workers: Vec<tokio::task::JoinHandle<Vec<Duration>>>,
+    measure_from: Instant,
+) -> (f64, Duration, Duration) {
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.expect("worker"));
+    }
+    all.sort();
+    let measured = Instant::now()
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
+    (
+        all.len() as f64 / measured,
+        percentile(&all, 50.0),
+        percentile(&all, 99.0),
+    )
+}
