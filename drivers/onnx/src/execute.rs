@@ -4,8 +4,8 @@
 use std::borrow::Cow;
 
 use ferrite_driver_sdk::{Batch, DataType, Error, Response, Result, bytes_layout};
-use ort::session::Session;
-use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor, TensorElementType, TensorRef, ValueType};
 
 use crate::strings::{RawString, string_tensor_bytes};
 use crate::types::from_ort;
@@ -118,7 +118,7 @@ fn run(
     inputs: &[Input<'_>],
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Output>> {
-    let mut values: Vec<(String, DynValue)> = Vec::with_capacity(inputs.len());
+    let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
     for input in inputs {
         values.push((input.name.to_string(), to_value(input)?));
     }
@@ -142,22 +142,32 @@ fn run(
         .collect()
 }
 
-fn to_value(input: &Input<'_>) -> Result<DynValue> {
+/// The session's value for `input`: a view of the request's (or the gathered batch's) bytes
+/// when they are aligned for the element type, so the tensor is not copied again; a copy
+/// otherwise (a tensor's data may start anywhere in a request body).
+fn to_value<'a>(input: &'a Input<'_>) -> Result<SessionInputValue<'a>> {
     let shape = input.shape.clone();
-    let data = &input.data[..];
+    let data: &'a [u8] = &input.data;
     let fail = |e: ort::Error| Error::invalid_arg(format!("input '{}': {e}", input.name));
     macro_rules! pod {
         ($t:ty) => {
-            Tensor::<$t>::from_array((shape, bytemuck::pod_collect_to_vec::<u8, $t>(data)))
-                .map_err(fail)?
-                .into_dyn()
+            match bytemuck::try_cast_slice::<u8, $t>(data) {
+                Ok(view) => TensorRef::<$t>::from_array_view((shape, view))
+                    .map_err(fail)?
+                    .into(),
+                Err(_) => {
+                    Tensor::<$t>::from_array((shape, bytemuck::pod_collect_to_vec::<u8, $t>(data)))
+                        .map_err(fail)?
+                        .into()
+                }
+            }
         };
     }
     Ok(match input.datatype {
         DataType::Bool => {
             Tensor::<bool>::from_array((shape, data.iter().map(|&b| b != 0).collect::<Vec<_>>()))
                 .map_err(fail)?
-                .into_dyn()
+                .into()
         }
         DataType::Uint8 => pod!(u8),
         DataType::Int8 => pod!(i8),
@@ -175,7 +185,7 @@ fn to_value(input: &Input<'_>) -> Result<DynValue> {
             let strings = bytes_elements(input.name, data)?;
             Tensor::from_string_array((shape, &strings[..]))
                 .map_err(fail)?
-                .into_dyn()
+                .into()
         }
     })
 }
