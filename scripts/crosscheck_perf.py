@@ -6,9 +6,9 @@ Standard library only. crosscheck_perf.sh fetches perf_analyzer, builds the bina
 starts/stops the server; this file can also be run alone against a server of your own
 (see --help).
 
-For every protocol and concurrency value each tool runs once, as its own process, with
-`--concurrency-range C:C`, the same measurement interval, stability percentage and
-max-trials, and writes its CSV (`-f`). Around and during each run the script reads
+For every protocol and step (a concurrency, `--concurrency-range C:C`, or a request rate,
+`--request-rate-range R:R`) each tool runs once, as its own process, with the same
+measurement interval, stability percentage and max-trials, and writes its CSV (`-f`). Around and during each run the script reads
 
   * the tool's CPU time: user + system of that process and all its threads (os.wait4);
   * the server's count of successful requests for the model (/v2/models/M/stats), before
@@ -26,9 +26,12 @@ gives up ("Failed to obtain stable measurement", exit 2, no CSV), the mean of it
 three windows (-v) is used instead and the row is marked `~`; ferrite-perf reports the
 last three windows itself and says `"stable": false` in its --json.
 
-Gates (--gate): `throughput` (ferrite-perf's and perf_analyzer's throughput within
---tolerance of each other), `accuracy` (each tool's throughput within --accuracy-tolerance
-of what the server counted over the same windows), or `both`. A step that fails the gate is
+Gates: `throughput` (ferrite-perf's and perf_analyzer's throughput within --tolerance of
+each other), `accuracy` (ferrite-perf's throughput within --accuracy-tolerance of what the
+server counted over the same windows), or `both`; --gate for concurrency steps (default
+accuracy: at a fixed concurrency the load a tool makes depends on its own CPU cost, the
+cores being shared with the server), --rate-gate for request-rate steps (default both: at a
+fixed rate the two tools offer the same load). A step that fails the gate is
 measured again (both tools, the opposite order) up to --retries times, unless both tools
 found a stable measurement while no other process took more than --quiet-cores (then the
 difference is not noise); for each tool the stable run with the best throughput counts
@@ -202,11 +205,43 @@ def rss_kib(pid: int) -> int:
 # --- one run of one tool --------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Load:
+    """A step's load: a fixed number of requests in flight, or a fixed rate of new ones."""
+    mode: str  # "concurrency" | "rate"
+    value: float
+
+    @property
+    def label(self) -> str:  # for logs and the table
+        return f"{'c' if self.mode == 'concurrency' else 'r'}={self.value:g}"
+
+    @property
+    def stem(self) -> str:  # for file names
+        return f"{'c' if self.mode == 'concurrency' else 'r'}{self.value:g}"
+
+    def flags(self) -> list[str]:
+        if self.mode == "concurrency":
+            return ["--concurrency-range", f"{int(self.value)}:{int(self.value)}"]
+        return ["--request-rate-range", f"{self.value:g}:{self.value:g}"]
+
+    def csv_column(self) -> str:
+        return "Concurrency" if self.mode == "concurrency" else "Request Rate"
+
+    def json_key(self) -> str:
+        return "concurrency" if self.mode == "concurrency" else "request_rate"
+
+    def matches(self, x) -> bool:
+        try:
+            return abs(float(x) - self.value) <= 1e-6 * max(1.0, self.value)
+        except (TypeError, ValueError):
+            return False
+
+
 @dataclass
 class Run:
     tool: str
     protocol: str
-    concurrency: int
+    load: Load
     attempt: int
     argv: list[str]
     csv_path: str
@@ -301,11 +336,7 @@ def run_tool(run: Run, env: dict, stats: Stats, http_url: str, model: str,
     if os.path.exists(run.csv_path):
         with open(run.csv_path, newline="") as f:
             for r in csv.DictReader(f):
-                try:
-                    c = int(float(r.get("Concurrency") or "nan"))
-                except ValueError:
-                    continue
-                if c == run.concurrency:
+                if run.load.matches(r.get(run.load.csv_column())):
                     run.csv_row = r
                     run.throughput = float(r["Inferences/Second"])
     with open(run.log_path, errors="replace") as f:
@@ -316,7 +347,7 @@ def run_tool(run: Run, env: dict, stats: Stats, http_url: str, model: str,
             with open(json_path) as f:
                 doc = json.load(f)
             for st in doc.get("steps", []):
-                if st.get("concurrency") == run.concurrency:
+                if run.load.matches(st.get(run.load.json_key())):
                     run.unstable = st.get("stable") is False
                     run.measured_requests = st.get("request_count")
                     run.self_cpu_us_per_req = (st.get("client_cpu") or {}).get("us_per_request")
@@ -335,7 +366,7 @@ def run_tool(run: Run, env: dict, stats: Stats, http_url: str, model: str,
             if "Failed to obtain stable measurement" in text:
                 notes.append("no stable measurement")
             else:
-                notes.append(f"exit {run.rc}, no CSV row for concurrency {run.concurrency}")
+                notes.append(f"exit {run.rc}, no CSV row for {run.load.label}")
     elif run.rc != 0 and not killed:
         notes.append(f"exit {run.rc}")
     # What the server counted over the tool's final windows (their length: count / rate).
@@ -364,6 +395,14 @@ def parse_concurrency(spec: str) -> list[int]:
     return values
 
 
+def parse_rates(spec: str) -> list[float]:
+    """'1000,4000,8000' requests per second ('' = none)."""
+    values = [float(x) for x in spec.split(",") if x.strip()]
+    if any(v <= 0 for v in values):
+        raise ValueError(f"bad request rate list {spec!r}")
+    return values
+
+
 def fmt(x: float | None, spec: str = ".0f") -> str:
     return "n/a" if x is None else format(x, spec)
 
@@ -386,12 +425,17 @@ def main() -> int:
     ap.add_argument("--protocols", default="http,grpc")
     ap.add_argument("--concurrency", default="1,2,4,8,16",
                     help="a list, or perf_analyzer's START:END[:STEP]")
+    ap.add_argument("--request-rates", default="1000,4000,8000,16000",
+                    help="request rates (per second) to compare at, after the concurrency steps"
+                    " ('' = none)")
     ap.add_argument("--measurement-interval", type=int, default=1000, help="ms")
     ap.add_argument("--stability-percentage", type=float, default=10.0)
     ap.add_argument("--max-trials", type=int, default=6,
                     help="-r: windows before a tool gives up on stability")
-    ap.add_argument("--gate", choices=("throughput", "accuracy", "both"), default="throughput",
-                    help="what fails a step (see the top of this file)")
+    ap.add_argument("--gate", choices=("throughput", "accuracy", "both"), default="accuracy",
+                    help="what fails a concurrency step (see the top of this file)")
+    ap.add_argument("--rate-gate", choices=("throughput", "accuracy", "both"), default="both",
+                    help="what fails a request-rate step")
     ap.add_argument("--tolerance", type=float, default=10.0,
                     help="allowed difference between the tools' throughput, %%")
     ap.add_argument("--accuracy-tolerance", type=float, default=5.0,
@@ -416,7 +460,8 @@ def main() -> int:
         if p not in ("http", "grpc"):
             ap.error(f"unknown protocol {p!r} (http, grpc)")
     try:
-        levels = parse_concurrency(args.concurrency)
+        levels = [Load("concurrency", c) for c in parse_concurrency(args.concurrency)]
+        levels += [Load("rate", r) for r in parse_rates(args.request_rates)]
     except ValueError as e:
         ap.error(str(e))
     os.makedirs(args.out, exist_ok=True)
@@ -434,10 +479,9 @@ def main() -> int:
     # A run: startup + at most max-trials windows (each a little longer than the interval).
     timeout_s = 10 + 1.5 * args.measurement_interval / 1000 * (args.max_trials + 1)
 
-    def argv_for(tool: str, protocol: str, c: int, csv_path: str) -> list[str]:
+    def argv_for(tool: str, protocol: str, load: Load, csv_path: str) -> list[str]:
         url = args.http_url if protocol == "http" else args.grpc_url
-        common = ["-m", args.model, "-u", url, "-i", protocol,
-                  "--concurrency-range", f"{c}:{c}",
+        common = ["-m", args.model, "-u", url, "-i", protocol, *load.flags(),
                   "--measurement-interval", str(args.measurement_interval),
                   "--stability-percentage", f"{args.stability_percentage:g}",
                   "--max-trials", str(args.max_trials), "-v", "-f", csv_path]
@@ -447,26 +491,26 @@ def main() -> int:
 
     runs: list[Run] = []
 
-    def measure(protocol: str, c: int, attempt: int, order: list[str]) -> dict[str, Run]:
+    def measure(protocol: str, load: Load, attempt: int, order: list[str]) -> dict[str, Run]:
         got = {}
         for tool in order:
-            stem = os.path.join(args.out, f"{protocol}-c{c}-{attempt}-{tool}")
-            r = Run(tool, protocol, c, attempt, argv_for(tool, protocol, c, stem + ".csv"),
+            stem = os.path.join(args.out, f"{protocol}-{load.stem}-{attempt}-{tool}")
+            r = Run(tool, protocol, load, attempt, argv_for(tool, protocol, load, stem + ".csv"),
                     stem + ".csv", stem + ".log")
             if time.monotonic() - started > args.deadline:
                 r.note = f"not run: past the deadline ({args.deadline:.0f} s)"
-                log(f"{protocol:4} c={c:<3} #{attempt} {tool:13} {r.note}")
+                log(f"{protocol:4} {load.label:<7} #{attempt} {tool:13} {r.note}")
                 runs.append(r)
                 got[tool] = r
                 continue
             if args.quiet_wait > 0 and time.monotonic() - started < args.budget:
-                load, waited = wait_quiet(args.server_pid or None, args.quiet_cores, args.quiet_wait)
+                busy, waited = wait_quiet(args.server_pid or None, args.quiet_cores, args.quiet_wait)
                 if waited >= 1:
                     log(f"waited {waited:.0f} s for other processes to calm down (now "
-                        f"{load:.2f} cores{'' if load <= args.quiet_cores else ', going on anyway'})")
+                        f"{busy:.2f} cores{'' if busy <= args.quiet_cores else ', going on anyway'})")
             run_tool(r, pa_env if tool == "perf_analyzer" else fp_env, stats, args.http_url,
                      args.model, args.server_pid or None, timeout_s, args.rss_limit_mib * 1024)
-            log(f"{protocol:4} c={c:<3} #{attempt} {tool:13} {fmt(r.throughput, '.1f'):>8} infer/s"
+            log(f"{protocol:4} {load.label:<7} #{attempt} {tool:13} {fmt(r.throughput, '.1f'):>8} infer/s"
                 f"{'~' if r.unstable else ' '} (server {fmt(r.server_throughput, '.1f')})"
                 f" {r.requests:>7} req, cpu {fmt(r.cpu_us_per_req, '.1f')} us/req"
                 + (f" (says {r.self_cpu_us_per_req:.1f})" if r.self_cpu_us_per_req else "")
@@ -476,20 +520,24 @@ def main() -> int:
             got[tool] = r
         return got
 
+    def gate_of(load: Load) -> str:
+        return args.gate if load.mode == "concurrency" else args.rate_gate
+
     def problems(best: dict[str, Run]) -> list[str]:
-        """Why a step fails the gate ([] = passes)."""
+        """Why a step fails its gate ([] = passes)."""
         out = []
         pa, fp = best["perf_analyzer"], best.get("ferrite-perf")
+        gate = gate_of(pa.load)
         for r in best.values():
             if r.throughput is None:
                 out.append(f"no result from {r.tool}")
         if out:
             return out
-        if fp is not None and args.gate in ("throughput", "both"):
+        if fp is not None and gate in ("throughput", "both"):
             d = diff_pct(pa.throughput, fp.throughput)
             if d is None or abs(d) > args.tolerance:
                 out.append(f"tools differ by {fmt(d, '+.1f')}%")
-        if args.gate in ("accuracy", "both"):
+        if gate in ("accuracy", "both"):
             # ferrite-perf is on trial; perf_analyzer's own error is shown, not gated on
             # (unless it runs alone).
             for r in [fp] if fp is not None else [pa]:
@@ -514,44 +562,52 @@ def main() -> int:
                        else attempts[-1][t])
         return best
 
-    log(f"model {args.model}, protocols {','.join(protocols)}, concurrency {levels}, "
+    def gate_text(gate: str) -> str:
+        parts = []
+        if gate in ("throughput", "both"):
+            parts.append(f"tools within {args.tolerance:g}% of each other")
+        if gate in ("accuracy", "both"):
+            parts.append(f"ferrite-perf within {args.accuracy_tolerance:g}% of the server's count")
+        return f"{gate} ({' and '.join(parts)})"
+
+    log(f"model {args.model}, protocols {','.join(protocols)}, "
+        f"steps {' '.join(x.label for x in levels)}, "
         f"measurement interval {args.measurement_interval} ms, stability "
-        f"{args.stability_percentage:g}%, max trials {args.max_trials}; gate {args.gate}: "
-        f"tools within {args.tolerance:g}%"
-        + (f", each within {args.accuracy_tolerance:g}% of the server's count"
-           if args.gate != "throughput" else "") + f"; retries {args.retries}")
+        f"{args.stability_percentage:g}%, max trials {args.max_trials}; concurrency gate "
+        f"{gate_text(args.gate)}; request-rate gate {gate_text(args.rate_gate)}; "
+        f"retries {args.retries}")
     results = []
     step_no = 0
     for protocol in protocols:
-        for c in levels:
+        for load in levels:
             order = tools if step_no % 2 == 0 else tools[::-1]
             step_no += 1
-            attempts = [measure(protocol, c, 1, order)]
+            attempts = [measure(protocol, load, 1, order)]
             while True:
                 why = problems(pick_best(attempts))
                 if not why or len(attempts) > args.retries:
                     break
                 if not noisy(attempts):
-                    log(f"{protocol} c={c}: {'; '.join(why)}, with both tools stable and the "
+                    log(f"{protocol} {load.label}: {'; '.join(why)}, with both tools stable and the "
                         f"machine quiet (others <= {args.quiet_cores:g} cores): not noise, "
                         "not measured again")
                     break
                 if time.monotonic() - started > min(args.budget, args.deadline):
-                    log(f"{protocol} c={c}: {'; '.join(why)}, but past the time budget "
+                    log(f"{protocol} {load.label}: {'; '.join(why)}, but past the time budget "
                         f"({min(args.budget, args.deadline):.0f} s): not measured again")
                     break
-                log(f"{protocol} c={c}: {'; '.join(why)}: measuring this step again, "
+                log(f"{protocol} {load.label}: {'; '.join(why)}: measuring this step again, "
                     "tools in the opposite order")
                 order = order[::-1]
-                attempts.append(measure(protocol, c, len(attempts) + 1, order))
+                attempts.append(measure(protocol, load, len(attempts) + 1, order))
             others = [r.others_cores for a in attempts for r in a.values()
                       if r.others_cores is not None]
-            results.append((protocol, c, len(attempts), pick_best(attempts),
+            results.append((protocol, load, len(attempts), pick_best(attempts),
                             max(others) if others else None))
 
     # --- the table ---------------------------------------------------------------------------
     print()
-    cols = [("protocol", 8, "", "<"), ("conc", 4, "", ">"),
+    cols = [("protocol", 8, "", "<"), ("load", 7, "", ">"),
             ("PA", 10, "infer/s", ">"), ("FP", 10, "infer/s", ">"), ("FP-PA", 7, "%", ">"),
             ("PA cpu", 7, "us/req", ">"), ("FP cpu", 7, "us/req", ">"),
             ("PA-srv", 7, "%", ">"), ("FP-srv", 7, "%", ">"),
@@ -565,30 +621,30 @@ def main() -> int:
     print(line([c[2] for c in cols]))
     print("-" * len(line([c[0] for c in cols])))
     failures, busy_failures, summary = [], [], []
-    for protocol, c, n, best, others in results:
+    for protocol, load, n, best, others in results:
         pa, fp = best["perf_analyzer"], best.get("ferrite-perf")
         d = diff_pct(pa.throughput, fp.throughput if fp else None)
         why = problems(best)
         if why:
             verdict = "FAIL: " + "; ".join(why)
-            failures.append(f"{protocol} c={c}")
+            failures.append(f"{protocol} {load.label}")
             if others is not None and others > args.quiet_cores:
                 verdict += " (busy)"
-                busy_failures.append(f"{protocol} c={c}")
+                busy_failures.append(f"{protocol} {load.label}")
         else:
             verdict = "ok" if fp else "ok (perf_analyzer only)"
 
         def tp(r: Run | None) -> str:
             return "-" if r is None else fmt(r.throughput, ".0f") + ("~" if r.unstable else "")
 
-        print(line([protocol, str(c), tp(pa), tp(fp), fmt(d, "+.1f"),
+        print(line([protocol, load.label, tp(pa), tp(fp), fmt(d, "+.1f"),
                     fmt(pa.cpu_us_per_req, ".1f"), fmt(fp.cpu_us_per_req if fp else None, ".1f"),
                     fmt(pa.vs_server_pct, "+.1f"), fmt(fp.vs_server_pct if fp else None, "+.1f"),
                     fmt(pa.server_us_per_req, ".1f"),
                     fmt(fp.server_us_per_req if fp else None, ".1f"),
                     fmt(others, ".2f"), str(n), verdict]))
         summary.append({
-            "protocol": protocol, "concurrency": c, "attempts": n, "diff_pct": d,
+            "protocol": protocol, load.json_key(): load.value, "attempts": n, "diff_pct": d,
             "verdict": verdict, "others_cores_max": others,
             **{f"{key}_{attr}": getattr(r, attr) for key, r in (("pa", pa), ("fp", fp)) if r
                for attr in ("throughput", "unstable", "server_throughput", "vs_server_pct",
@@ -608,10 +664,14 @@ cpu: the tool's user+system CPU time over its whole run / the requests the serve
 others: the most CPU (in cores, of this machine's {os.cpu_count()}) that other processes took
   during a run of the step; tools and server share the cores, so a busy neighbour lowers
   whichever run it overlaps.
-Tools alternate order step by step; a step that fails the gate ({args.gate}) is measured
-  again (up to {args.retries}x, opposite order; not when both tools were stable and the
-  machine quiet) and each tool's best run counts.""")
-    repeated = [f"{p} c={c} ({n} runs)" for p, c, n, _, _ in results if n > 1]
+load: c=N, N requests in flight (--concurrency-range N:N); r=R, R new requests a second
+  (--request-rate-range R:R). At a fixed rate both tools offer the server the same load, so
+  their throughput (and the server's) must agree; at a fixed concurrency each tool's own cost
+  per request sets the load it makes, so there the gate is each tool against the server.
+Tools alternate order step by step; a step that fails its gate (concurrency: {args.gate},
+  request rate: {args.rate_gate}) is measured again (up to {args.retries}x, opposite order;
+  not when both tools were stable and the machine quiet) and each tool's best run counts.""")
+    repeated = [f"{p} {x.label} ({n} runs)" for p, x, n, _, _ in results if n > 1]
     if repeated:
         print(f"Measured again: {', '.join(repeated)}")
     with open(os.path.join(args.out, "summary.json"), "w") as f:
@@ -620,11 +680,22 @@ Tools alternate order step by step; a step that fails the gate ({args.gate}) is 
                   f, indent=1, default=str)
     log(f"files: {args.out} (CSV, JSON and log of every run, summary.json); "
         f"{time.monotonic() - started:.0f} s of measuring")
+    conc = [(b, st["diff_pct"]) for (p, x, n, b, o), st in zip(results, summary)
+            if x.mode == "concurrency" and st["diff_pct"] is not None and "ferrite-perf" in b]
+    if conc and args.gate == "accuracy":
+        pa_cpu = [b["perf_analyzer"].cpu_us_per_req for b, _ in conc if b["perf_analyzer"].cpu_us_per_req]
+        fp_cpu = [b["ferrite-perf"].cpu_us_per_req for b, _ in conc if b["ferrite-perf"].cpu_us_per_req]
+        diffs = [d for _, d in conc]
+        if pa_cpu and fp_cpu:
+            log(f"concurrency steps: ferrite-perf's throughput {min(diffs):+.0f}..{max(diffs):+.0f}% of "
+                f"perf_analyzer's; client CPU per request: ferrite-perf {min(fp_cpu):.0f}-{max(fp_cpu):.0f} us, "
+                f"perf_analyzer {min(pa_cpu):.0f}-{max(pa_cpu):.0f} us ({os.cpu_count()} cores shared by "
+                "client and server)")
     if failures:
-        log(f"FAILED ({args.gate}): {', '.join(failures)}")
+        log(f"FAILED: {', '.join(failures)}")
         # Tools that disagree while both agree with the server: different load, not a
         # different measurement. Say so, with the numbers.
-        tp_fail = [(b, d) for (p, c, n, b, o), st in zip(results, summary)
+        tp_fail = [(b, d) for (p, x, n, b, o), st in zip(results, summary)
                    if st["verdict"].startswith("FAIL") and (d := st["diff_pct"]) is not None
                    and abs(d) > args.tolerance and "ferrite-perf" in b]
         checked = [r.vs_server_pct for b, _ in tp_fail for r in b.values()
@@ -653,7 +724,7 @@ Tools alternate order step by step; a step that fails the gate ({args.gate}) is 
     if len(tools) < 2:
         log("only perf_analyzer ran (no ferrite-perf): nothing compared")
         return 2
-    log(f"all {len(results)} steps pass ({args.gate})")
+    log(f"all {len(results)} steps pass (concurrency: {args.gate}, request rate: {args.rate_gate})")
     return 0
 
 

@@ -1,23 +1,30 @@
 #!/usr/bin/env bash
 # Cross-checks ferrite-perf against Triton's own perf_analyzer: both tools load the same
-# Ferrite server (model `simple`) over HTTP and gRPC, step by step over a concurrency sweep.
-# Prints a table (each tool's throughput, the difference, each tool's client CPU per
-# request, each tool's throughput against the server's own request count) and exits
-# non-zero when a step fails the gate: by default, the tools' throughput differing by more
-# than the tolerance.
+# Ferrite server (model `simple`) over HTTP and gRPC, step by step over a concurrency sweep
+# and then a request-rate sweep. Prints a table (each tool's throughput, the difference, each
+# tool's client CPU per request, each tool's throughput against the server's own request
+# count) and exits non-zero when a step fails its gate. At a fixed request rate both tools
+# offer the same load: their throughput must agree within the tolerance, and ferrite-perf's
+# must match the server's count. At a fixed concurrency the load each tool makes depends on
+# its own CPU cost per request (client and server share the cores), so by default those steps
+# gate on each tool measuring what the server served; the difference is printed.
 #
 #   scripts/crosscheck_perf.sh [options]
 #     --protocols http,grpc          protocols to sweep (default both)
 #     --concurrency 1,2,4,8,16       a list, or perf_analyzer's START:END[:STEP] (linear)
+#     --request-rates 1000,4000,8000,16000
+#                                    request rates per second to compare at ('' = none)
 #     --measurement-interval MS      both tools' measurement window (default 1000)
 #     --stability-percentage P       both tools' -s (default 10, perf_analyzer's own)
 #     --max-trials N                 both tools' -r: windows before giving up on stability (6)
 #     --gate throughput|accuracy|both
-#                                    what fails a step (default throughput):
+#                                    what fails a concurrency step (default accuracy):
 #                                      throughput: the tools differ by more than --tolerance
 #                                      accuracy: a tool's throughput differs from the server's
 #                                        count over its final windows by more than
 #                                        --accuracy-tolerance
+#     --rate-gate throughput|accuracy|both
+#                                    what fails a request-rate step (default both)
 #     --tolerance PCT                allowed throughput difference between the tools (10)
 #     --accuracy-tolerance PCT       allowed difference from the server's count (5)
 #     --retries N                    times a failing step is measured again (2)
@@ -47,7 +54,7 @@
 #     throughput away. Before each run it waits up to 3 s for other processes to go quiet.
 #     Files go to .cache/crosscheck/results/<time>/.
 #
-# A default run: 2 protocols x 5 steps x 2 tools, about 2-3 minutes plus repeats. Bounded:
+# A default run: 2 protocols x 9 steps x 2 tools, about 4-5 minutes plus repeats. Bounded:
 # no repeat is started after 5 minutes of measuring and no run at all after 8 (the steps
 # left out fail); a run is killed after 20 s (at the defaults) or when it holds more than
 # 4 GiB (a CPU-starved perf_analyzer can run away); so at most ~8.5 minutes plus the build.
@@ -73,12 +80,14 @@ die() {
 
 PROTOCOLS=http,grpc
 CONCURRENCY=1,2,4,8,16
+RATES=1000,4000,8000,16000
+RATE_GATE=both
 INTERVAL=1000
 STABILITY=10
 MAX_TRIALS=6
 TOLERANCE=10
 RETRIES=2
-GATE=throughput
+GATE=accuracy
 ACCURACY=5
 MODEL=simple
 PA_ONLY=0
@@ -93,6 +102,8 @@ while [ $# -gt 0 ]; do
     --tolerance) TOLERANCE="$2"; shift 2 ;;
     --retries) RETRIES="$2"; shift 2 ;;
     --gate) GATE="$2"; shift 2 ;;
+    --request-rates) RATES="$2"; shift 2 ;;
+    --rate-gate) RATE_GATE="$2"; shift 2 ;;
     --accuracy-tolerance) ACCURACY="$2"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --pa-only) PA_ONLY=1; shift ;;
@@ -262,7 +273,7 @@ fp_args=()
     --http-url "$HTTP_URL" --grpc-url "$GRPC_URL" --server-pid "$SERVER_PID" \
     --model "$MODEL" --protocols "$PROTOCOLS" --concurrency "$CONCURRENCY" \
     --measurement-interval "$INTERVAL" --stability-percentage "$STABILITY" \
-    --max-trials "$MAX_TRIALS" --gate "$GATE" --tolerance "$TOLERANCE" --accuracy-tolerance "$ACCURACY" \
+    --max-trials "$MAX_TRIALS" --gate "$GATE" --rate-gate "$RATE_GATE" --request-rates "$RATES" --tolerance "$TOLERANCE" --accuracy-tolerance "$ACCURACY" \
     --retries "$RETRIES" \
     --out "$OUT" &
 SWEEP_PID=$!
