@@ -207,6 +207,15 @@ fn simple_with(extra: &str) -> Option<(tempfile::TempDir, Server)> {
 
 /// An example model in a temporary repository with extra configuration appended.
 fn model_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, Server)> {
+    let (repo, options) = repo_with(model, extra)?;
+    let server = Server::start(options).unwrap();
+    assert!(server.is_ready(), "{:?}", server.index(false));
+    Some((repo, server))
+}
+
+/// A temporary repository holding an example model with extra configuration appended, and
+/// the options of a server on it.
+fn repo_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, ServerOptions)> {
     server()?;
     let repo = tempfile::tempdir().unwrap();
     let dir = repo.path().join(model);
@@ -222,14 +231,31 @@ fn model_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, Server)> {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
         .join("debug");
-    let server = Server::start(ServerOptions {
+    let options = ServerOptions {
         model_repositories: vec![repo.path().to_path_buf()],
         backend_directory: target,
         ..Default::default()
-    })
-    .unwrap();
-    assert!(server.is_ready(), "{:?}", server.index(false));
-    Some((repo, server))
+    };
+    Some((repo, options))
+}
+
+#[test]
+fn gpu_instances_without_a_gpu_fail_clearly() {
+    let Some((_repo, options)) = repo_with(
+        "simple",
+        "instance_group [ { count: 1, kind: KIND_CPU }, { count: 2, kind: KIND_GPU, gpus: [ 1, 2 ] } ]",
+    ) else {
+        return;
+    };
+    let server = Server::start(options).unwrap();
+    let index = server.index(false);
+    let row = index.iter().find(|e| e.name == "simple").unwrap();
+    assert_eq!(row.state.as_str(), "UNAVAILABLE");
+    assert!(
+        row.reason.contains("instance group 'simple_1' of model 'simple' asks for KIND_GPU instances on GPUs [1, 2], but no GPU is available"),
+        "{}",
+        row.reason
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
