@@ -173,22 +173,21 @@ impl LoadedModel {
         // The driver is chosen by backend/platform and the first group's kind.
         let mut probe = config.clone();
         config::normalize(&mut probe, opts.gpu_available);
-        if !opts.gpu_available {
-            if let Some(group) = probe
+        if !opts.gpu_available
+            && let Some(group) = probe
                 .instance_group
                 .iter()
                 .find(|g| g.kind == InstanceKind::Gpu as i32)
-            {
-                let gpus = if group.gpus.is_empty() {
-                    "any GPU".to_string()
-                } else {
-                    format!("GPUs {:?}", group.gpus)
-                };
-                return Err(Error::invalid_arg(format!(
-                    "instance group '{}' of model '{}' asks for KIND_GPU instances on {gpus}, but no GPU is available: no driver in the backend directory runs GPU instances",
-                    group.name, dir.name
-                )));
-            }
+        {
+            let gpus = if group.gpus.is_empty() {
+                "any GPU".to_string()
+            } else {
+                format!("GPUs {:?}", group.gpus)
+            };
+            return Err(Error::invalid_arg(format!(
+                "instance group '{}' of model '{}' asks for KIND_GPU instances on {gpus}, but no GPU is available: no driver in the backend directory runs GPU instances",
+                group.name, dir.name
+            )));
         }
         let kind = instance_kind(probe.instance_group[0].kind);
         let driver = drivers.find(&probe.backend, &probe.platform, kind)?;
