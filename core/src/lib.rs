@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod lifecycle;
 pub mod model;
 pub mod normalize;
 pub mod ordering;
@@ -19,6 +20,7 @@ pub mod stats;
 pub mod tensor;
 
 pub use error::{Error, ErrorCode, Result};
+pub use lifecycle::{LoadParams, ModelControlMode, PollReport, StartupModels};
 pub use model::ResponseStream;
 pub use request::{
     HeaderForward, InferenceRequest, InferenceResponse, Parameters, RequestedOutput,

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use ferrite_driver_abi as abi;
 use parking_lot::RwLock;
 
 use crate::config::{self, ModelConfig};
 use crate::driver::DriverRegistry;
-use crate::model::{LoadOptions, LoadedModel, ResponseStream};
-use crate::repository::{self, ModelDir};
+use crate::lifecycle::{ModelControlMode, ModelRecord, OpLocks, Slots, StartupModels, UNLOADED};
+use crate::model::{LoadedModel, ResponseStream};
 use crate::request::{InferenceRequest, InferenceResponse};
 use crate::shm::SharedMemory;
 use crate::stats::ModelStats;
@@ -48,8 +49,14 @@ pub struct ServerOptions {
     pub strict_model_config: bool,
     /// `--strict-readiness`: the server is ready only when every model is.
     pub strict_readiness: bool,
-    /// Models loaded at once at startup.
+    /// Models loaded at once (at startup, by polling, through the API).
     pub model_load_threads: usize,
+    /// `--model-control-mode`.
+    pub model_control_mode: ModelControlMode,
+    /// `--load-model`: what explicit mode loads at startup.
+    pub startup_models: StartupModels,
+    /// How long one model version may take to load before the load fails.
+    pub load_timeout: Duration,
     /// `--allow-client-shm`: whether clients may register, unregister and use system and
     /// CUDA shared memory regions (Triton >= 2.69; off by default, as there).
     pub allow_client_shm: bool,
@@ -65,6 +72,9 @@ impl Default for ServerOptions {
             strict_model_config: false,
             strict_readiness: true,
             model_load_threads: 4,
+            model_control_mode: ModelControlMode::None,
+            startup_models: StartupModels::None,
+            load_timeout: Duration::from_secs(300),
             allow_client_shm: false,
         }
     }
@@ -94,9 +104,10 @@ impl ModelState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
     pub name: String,
-    /// `None` when the model failed before any version could be named.
+    /// `None` when the model failed before any version could be named, or was never loaded.
     pub version: Option<i64>,
-    pub state: ModelState,
+    /// `None` for a model of the repository that was never loaded (explicit mode).
+    pub state: Option<ModelState>,
     /// Why it is not ready ("" when it is).
     pub reason: String,
 }
@@ -127,152 +138,55 @@ pub struct ModelMetadata {
     pub outputs: Vec<TensorMetadata>,
 }
 
-struct VersionRecord {
-    version: i64,
-    state: ModelState,
-    reason: String,
-    model: Option<Arc<LoadedModel>>,
-}
-
-#[derive(Default)]
-struct ModelRecord {
-    versions: Vec<VersionRecord>,
-    /// A failure of the whole model (configuration, repository), before versions.
-    reason: Option<String>,
-}
-
-struct Inner {
-    options: ServerOptions,
-    drivers: DriverRegistry,
+pub(crate) struct Inner {
+    pub(crate) options: ServerOptions,
+    pub(crate) drivers: DriverRegistry,
     shared_memory: SharedMemory,
-    models: RwLock<BTreeMap<String, ModelRecord>>,
+    pub(crate) models: RwLock<BTreeMap<String, ModelRecord>>,
+    pub(crate) ops: OpLocks,
+    pub(crate) load_slots: Slots,
+    pub(crate) gpu_available: bool,
     live: AtomicBool,
+    /// Shutting down: not ready any more, requests in flight finishing.
+    draining: AtomicBool,
 }
 
 /// The runtime behind every frontend. Cheap to clone.
 #[derive(Clone)]
 pub struct Server {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Server {
-    /// Finds the drivers and loads every model of the repositories (in parallel; one model
-    /// failing never stops another). Check [`Server::index`] for failures.
+    /// Finds the drivers and loads the models startup should load (every model of the
+    /// repositories, or in explicit mode the `--load-model` ones), in parallel; one model
+    /// failing never stops another. Check [`Server::index`] for failures.
     pub fn start(options: ServerOptions) -> Result<Server> {
         let drivers =
             DriverRegistry::discover(&options.backend_directory, &options.backend_config)?;
-        let dirs = repository::scan(&options.model_repositories)?;
-        let opts = LoadOptions {
-            auto_complete: !options.strict_model_config,
-            gpu_available: drivers
-                .drivers()
-                .iter()
-                .any(|d| d.instance_kinds & abi::INSTANCE_KIND_GPU != 0),
-        };
+        // The repositories must be readable now (a model's own problems are its own).
+        crate::repository::scan(&options.model_repositories)?;
+        let gpu_available = drivers
+            .drivers()
+            .iter()
+            .any(|d| d.instance_kinds & abi::INSTANCE_KIND_GPU != 0);
         let shared_memory = SharedMemory::new(options.allow_client_shm);
+        let load_slots = Slots::new(options.model_load_threads);
         let server = Server {
             inner: Arc::new(Inner {
                 options,
                 drivers,
                 shared_memory,
                 models: RwLock::new(BTreeMap::new()),
+                ops: OpLocks::default(),
+                load_slots,
+                gpu_available,
                 live: AtomicBool::new(true),
+                draining: AtomicBool::new(false),
             }),
         };
-        server.load_all(dirs, opts);
+        server.load_startup_models();
         Ok(server)
-    }
-
-    fn load_all(&self, dirs: BTreeMap<String, Result<ModelDir>>, opts: LoadOptions) {
-        {
-            let mut models = self.inner.models.write();
-            for name in dirs.keys() {
-                models.insert(name.clone(), ModelRecord::default());
-            }
-        }
-        let (tx, rx) = crossbeam_channel::unbounded();
-        for item in dirs {
-            let _ = tx.send(item);
-        }
-        drop(tx);
-        let workers = self.inner.options.model_load_threads.max(1);
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                let rx = rx.clone();
-                scope.spawn(move || {
-                    while let Ok((name, dir)) = rx.recv() {
-                        let record = match dir {
-                            Ok(dir) => self.load_model(&dir, opts),
-                            Err(e) => ModelRecord {
-                                versions: Vec::new(),
-                                reason: Some(e.chain()),
-                            },
-                        };
-                        self.inner.models.write().insert(name, record);
-                    }
-                });
-            }
-        });
-    }
-
-    fn load_model(&self, dir: &ModelDir, opts: LoadOptions) -> ModelRecord {
-        let failed = |e: Error| {
-            tracing::error!("failed to load model '{}': {}", dir.name, e.chain());
-            ModelRecord {
-                versions: Vec::new(),
-                reason: Some(e.chain()),
-            }
-        };
-        let config = match crate::model::read_config(dir, opts) {
-            Ok(c) => c,
-            Err(e) => return failed(e),
-        };
-        let available = match repository::versions(&dir.path) {
-            Ok(v) => v,
-            Err(e) => return failed(e),
-        };
-        let selected = match repository::select_versions(&config, &available) {
-            Ok(v) => v,
-            Err(e) => return failed(e),
-        };
-        let versions = selected
-            .into_iter()
-            .map(|version| {
-                tracing::info!("loading model '{}' version {version}", dir.name);
-                match LoadedModel::load(&self.inner.drivers, dir, &config, version, opts) {
-                    Ok(model) => {
-                        tracing::info!(
-                            "successfully loaded '{}' version {version} (driver '{}')",
-                            dir.name,
-                            model.driver_name()
-                        );
-                        VersionRecord {
-                            version,
-                            state: ModelState::Ready,
-                            reason: String::new(),
-                            model: Some(Arc::new(model)),
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(
-                            "failed to load '{}' version {version}: {}",
-                            dir.name,
-                            e.chain()
-                        );
-                        VersionRecord {
-                            version,
-                            state: ModelState::Unavailable,
-                            reason: e.chain(),
-                            model: None,
-                        }
-                    }
-                }
-            })
-            .collect();
-        ModelRecord {
-            versions,
-            reason: None,
-        }
     }
 
     pub fn options(&self) -> &ServerOptions {
@@ -292,16 +206,28 @@ impl Server {
         self.inner.live.load(Ordering::Acquire)
     }
 
-    /// Whether every model version is ready.
+    /// Whether every model version that should be loaded is ready: versions unloaded on
+    /// purpose and repository models never asked for (explicit mode) do not count.
     pub fn all_models_ready(&self) -> bool {
-        self.index(false)
-            .iter()
-            .all(|e| e.state == ModelState::Ready)
+        self.index(false).iter().all(|e| match e.state {
+            None => true,
+            Some(ModelState::Ready) => true,
+            Some(ModelState::Unavailable) => e.reason == UNLOADED,
+            Some(_) => false,
+        })
     }
 
-    /// Live, and (with strict readiness) every model ready.
+    /// Live, not shutting down, and (with strict readiness) every model ready.
     pub fn is_ready(&self) -> bool {
-        self.is_live() && (!self.inner.options.strict_readiness || self.all_models_ready())
+        self.is_live()
+            && !self.inner.draining.load(Ordering::Acquire)
+            && (!self.inner.options.strict_readiness || self.all_models_ready())
+    }
+
+    /// The first step of a graceful shutdown: readiness turns false (so load balancers stop
+    /// sending), while liveness and the requests in flight go on.
+    pub fn begin_shutdown(&self) {
+        self.inner.draining.store(true, Ordering::Release);
     }
 
     pub fn metadata(&self) -> ServerMetadata {
@@ -424,30 +350,56 @@ impl Server {
         last.ok_or_else(|| Error::internal("the model sent no response"))
     }
 
-    /// Every model version and its state, sorted by name then version.
+    /// Every model version and its state, sorted by name then version. In explicit mode the
+    /// models of the repositories that were never loaded are listed by name alone.
     pub fn index(&self, ready_only: bool) -> Vec<IndexEntry> {
-        let models = self.inner.models.read();
         let mut out = Vec::new();
-        for (name, record) in models.iter() {
-            if let Some(reason) = &record.reason {
-                out.push(IndexEntry {
-                    name: name.clone(),
-                    version: None,
-                    state: ModelState::Unavailable,
-                    reason: reason.clone(),
-                });
-            }
-            for v in &record.versions {
-                out.push(IndexEntry {
-                    name: name.clone(),
-                    version: Some(v.version),
-                    state: v.state,
-                    reason: v.reason.clone(),
-                });
+        {
+            let models = self.inner.models.read();
+            for (name, record) in models.iter() {
+                if let Some(reason) = &record.reason {
+                    out.push(IndexEntry {
+                        name: name.clone(),
+                        version: None,
+                        state: Some(ModelState::Unavailable),
+                        reason: reason.clone(),
+                    });
+                }
+                if record.versions.is_empty() && record.reason.is_none() {
+                    out.push(IndexEntry {
+                        name: name.clone(),
+                        version: None,
+                        state: Some(ModelState::Loading),
+                        reason: String::new(),
+                    });
+                }
+                for v in &record.versions {
+                    out.push(IndexEntry {
+                        name: name.clone(),
+                        version: Some(v.version),
+                        state: Some(v.state),
+                        reason: v.reason.clone(),
+                    });
+                }
             }
         }
+        if self.inner.options.model_control_mode == ModelControlMode::Explicit
+            && let Ok(dirs) = crate::repository::scan(&self.inner.options.model_repositories)
+        {
+            for name in dirs.into_keys() {
+                if !out.iter().any(|e| e.name == name) {
+                    out.push(IndexEntry {
+                        name,
+                        version: None,
+                        state: None,
+                        reason: String::new(),
+                    });
+                }
+            }
+            out.sort_by(|a, b| (&a.name, a.version).cmp(&(&b.name, b.version)));
+        }
         if ready_only {
-            out.retain(|e| e.state == ModelState::Ready);
+            out.retain(|e| e.state == Some(ModelState::Ready));
         }
         out
     }
@@ -499,8 +451,8 @@ impl Server {
 
     /// Stops taking requests and unloads every model, letting queued requests finish.
     pub fn shutdown(&self) {
+        self.inner.draining.store(true, Ordering::Release);
         self.inner.live.store(false, Ordering::Release);
-        let records = std::mem::take(&mut *self.inner.models.write());
-        drop(records);
+        self.unload_all();
     }
 }

@@ -86,7 +86,7 @@ async fn serves_the_example_repository() {
     for e in &index {
         assert_eq!(
             e.state,
-            ModelState::Ready,
+            Some(ModelState::Ready),
             "{} not ready: {}",
             e.name,
             e.reason
@@ -250,7 +250,7 @@ fn gpu_instances_without_a_gpu_fail_clearly() {
     let server = Server::start(options).unwrap();
     let index = server.index(false);
     let row = index.iter().find(|e| e.name == "simple").unwrap();
-    assert_eq!(row.state.as_str(), "UNAVAILABLE");
+    assert_eq!(row.state.map(|s| s.as_str()), Some("UNAVAILABLE"));
     assert!(
         row.reason.contains("instance group 'simple_1' of model 'simple' asks for KIND_GPU instances on GPUs [1, 2], but no GPU is available"),
         "{}",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferrite_core::stats::{BatchStats, Duration as StatDuration, InferStats, ModelStats};
-use ferrite_core::{Error, Parameters, Server};
+use ferrite_core::{Error, LoadParams, Parameters, Server};
 use ferrite_proto::health::health_check_response::ServingStatus;
 use ferrite_proto::health::health_server::Health;
 use ferrite_proto::health::{HealthCheckRequest, HealthCheckResponse};
@@ -165,7 +165,14 @@ pub fn model_statistics(s: &ModelStats) -> ModelStatistics {
 }
 
 const NO_REPOSITORY_NAME: &str = "'repository_name' specification is not supported";
-const NO_MODEL_CONTROL: &str = "explicit model load / unload is not allowed if polling is enabled";
+
+/// Runs a model control operation (it may wait for loads and drains) off the I/O threads.
+async fn blocking(f: impl FnOnce() -> Result<(), Error> + Send + 'static) -> Result<(), Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(Error::internal(format!("model control failed: {e}"))))
+        .map_err(|e| to_status(&e))
+}
 
 #[tonic::async_trait]
 impl GrpcInferenceService for Frontend {
@@ -304,15 +311,15 @@ impl GrpcInferenceService for Frontend {
             .map(|e| repository_index_response::ModelIndex {
                 name: e.name,
                 version: e.version.map(|v| v.to_string()).unwrap_or_default(),
-                state: e.state.as_str().to_string(),
+                state: e.state.map(|s| s.as_str().to_string()).unwrap_or_default(),
                 reason: e.reason,
             })
             .collect();
         Ok(Response::new(RepositoryIndexResponse { models }))
     }
 
-    /// Model control mode "none" is the only mode: after checking the request as Triton does,
-    /// the answer is Triton's UNAVAILABLE.
+    /// Explicit load (`config` string and `file:<path>` bytes parameters); in modes none
+    /// and poll, after checking the request as Triton does, Triton's UNAVAILABLE.
     async fn repository_model_load(
         &self,
         request: Request<RepositoryModelLoadRequest>,
@@ -321,7 +328,19 @@ impl GrpcInferenceService for Frontend {
         if !r.repository_name.is_empty() {
             return Err(to_status(&Error::unsupported(NO_REPOSITORY_NAME)));
         }
+        let mut params = LoadParams::default();
         for (key, param) in &r.parameters {
+            match (key.as_str(), &param.parameter_choice) {
+                ("config", Some(RepoParam::StringParam(text))) => {
+                    params.config = Some(text.clone());
+                }
+                (k, Some(RepoParam::BytesParam(bytes))) if k.starts_with("file:") => {
+                    params
+                        .files
+                        .insert(k["file:".len()..].to_string(), bytes.to_vec());
+                }
+                _ => {}
+            }
             let ok = if key == "config" {
                 matches!(param.parameter_choice, Some(RepoParam::StringParam(_)))
             } else if key.starts_with("file:") {
@@ -342,7 +361,10 @@ impl GrpcInferenceService for Frontend {
                 ))));
             }
         }
-        Err(to_status(&Error::unavailable(NO_MODEL_CONTROL)))
+        let server = self.inner.server.clone();
+        let name = r.model_name;
+        blocking(move || server.load(&name, params)).await?;
+        Ok(Response::new(RepositoryModelLoadResponse {}))
     }
 
     async fn repository_model_unload(
@@ -360,7 +382,16 @@ impl GrpcInferenceService for Frontend {
                 "invalid value type for 'unload_dependents' parameter, expected bool_param.",
             )));
         }
-        Err(to_status(&Error::unavailable(NO_MODEL_CONTROL)))
+        let dependents = matches!(
+            r.parameters
+                .get("unload_dependents")
+                .and_then(|p| p.parameter_choice.as_ref()),
+            Some(RepoParam::BoolParam(true))
+        );
+        let server = self.inner.server.clone();
+        let name = r.model_name;
+        blocking(move || server.unload(&name, dependents)).await?;
+        Ok(Response::new(RepositoryModelUnloadResponse {}))
     }
 
     async fn system_shared_memory_status(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use ferrite_core::shm::{CudaRegionStatus, SystemRegionStatus};
 use ferrite_core::stats::{BatchStats, Duration as StatDuration, InferStats, ModelStats};
-use ferrite_core::{Error, Server};
+use ferrite_core::{Error, LoadParams, Server};
 use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use http_body_util::BodyExt;
@@ -538,8 +538,10 @@ impl Frontend {
                 write::i64(&mut out, v);
                 out.push(b'"');
             }
-            out.extend_from_slice(b",\"state\":");
-            write::string(&mut out, e.state.as_str().as_bytes());
+            if let Some(state) = e.state {
+                out.extend_from_slice(b",\"state\":");
+                write::string(&mut out, state.as_str().as_bytes());
+            }
             if !e.reason.is_empty() {
                 out.extend_from_slice(b",\"reason\":");
                 write::string(&mut out, e.reason.as_bytes());
@@ -550,13 +552,14 @@ impl Frontend {
         reply::json(StatusCode::OK, out)
     }
 
-    /// Explicit load / unload. Model control mode "none" is the only mode: after reading the
-    /// body as Triton does, the answer is Triton's 503.
+    /// Explicit load / unload (`parameters`: `config`, `file:<version>/<name>` in base64,
+    /// `unload_dependents`). The body is checked as Triton checks it before the mode is: in
+    /// modes none and poll the answer is Triton's 503.
     async fn control<B>(
         &self,
         request: Request<B>,
         repository: Option<&str>,
-        _model: &str,
+        model: &str,
         load: bool,
     ) -> Reply
     where
@@ -577,36 +580,50 @@ impl Frontend {
             Ok(b) => b,
             Err(e) => return reply::core_error(Kind::Json, &e.into_error()),
         };
+        let mut params = LoadParams::default();
+        let mut unload_dependents = false;
         if !body.is_empty() {
             let doc = match parse_small(&body) {
                 Ok(doc) => doc,
                 Err(e) => return reply::core_error(Kind::Json, &e),
             };
-            if let Some(params) = doc.get("parameters") {
-                let problem = if load {
-                    match params {
-                        Value::Object(members) => members
-                            .iter()
-                            .any(|(_, v)| v.as_str_bytes().is_none())
-                            .then_some("attempt to access JSON non-string as string"),
-                        _ => Some("attempt to get members for non-object"),
+            if let Some(p) = doc.get("parameters") {
+                if load {
+                    match load_params(p) {
+                        Ok(parsed) => params = parsed,
+                        Err((status, message)) => {
+                            return reply::error(status, Kind::Json, &message);
+                        }
                     }
-                } else {
-                    params
-                        .get("unload_dependents")
-                        .filter(|v| v.as_bool().is_none())
-                        .map(|_| "Unable to parse 'unload_dependents': attempt to access JSON non-boolean as boolean")
-                };
-                if let Some(problem) = problem {
-                    return reply::error(StatusCode::INTERNAL_SERVER_ERROR, Kind::Json, problem);
+                } else if let Some(v) = p.get("unload_dependents") {
+                    match v.as_bool() {
+                        Some(b) => unload_dependents = b,
+                        None => {
+                            return reply::error(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                Kind::Json,
+                                "Unable to parse 'unload_dependents': attempt to access JSON non-boolean as boolean",
+                            );
+                        }
+                    }
                 }
             }
         }
-        reply::error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Kind::Json,
-            "explicit model load / unload is not allowed if polling is enabled",
-        )
+        let server = self.inner.server.clone();
+        let name = model.to_string();
+        let done = tokio::task::spawn_blocking(move || {
+            if load {
+                server.load(&name, params)
+            } else {
+                server.unload(&name, unload_dependents)
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Err(Error::internal(format!("model control failed: {e}"))));
+        match done {
+            Ok(()) => reply::build(StatusCode::OK, Kind::Json, &[], reply::ReplyBody::empty()),
+            Err(e) => reply::core_error(Kind::Json, &e),
+        }
     }
 
     /// The system and CUDA shared memory extensions. Every reply is JSON; success is 200 with
@@ -911,6 +928,47 @@ fn connection_header<B>(request: &Request<B>) -> Option<&'static str> {
         Version::HTTP_10 if has("keep-alive") => Some("keep-alive"),
         _ => None,
     }
+}
+
+/// A load request's `parameters`: `config` (a string holding ModelConfig JSON) and
+/// `file:<path>` (base64 strings). Other names are refused, as Triton does.
+fn load_params(params: &Value<'_>) -> Result<LoadParams, (StatusCode, String)> {
+    let Value::Object(members) = params else {
+        return Err((
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "attempt to get members for non-object".into(),
+        ));
+    };
+    let mut out = LoadParams::default();
+    for (key, value) in members {
+        let Some(text) = value.as_str_bytes() else {
+            return Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "attempt to access JSON non-string as string".into(),
+            ));
+        };
+        let key = String::from_utf8_lossy(key);
+        if key == "config" {
+            out.config = Some(String::from_utf8_lossy(text).into_owned());
+        } else if let Some(path) = key.strip_prefix("file:") {
+            use base64::Engine as _;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| {
+                    (
+                        StatusCode::BAD_REQUEST,
+                        format!("failed to decode the base64 content of parameter '{key}': {e}"),
+                    )
+                })?;
+            out.files.insert(path.to_string(), bytes);
+        } else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("unrecognized load parameter '{key}'."),
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// A small JSON body (index, load, unload) -> a document, or Triton's parse error.

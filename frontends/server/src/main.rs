@@ -1,18 +1,23 @@
-//! `ferrite`: serve a Triton model repository.
+//! `ferrite`: serve a Triton model repository (`ferrite validate` checks one; see validate.rs).
 
 mod logging;
 mod oneport;
 mod options;
 mod table;
+mod validate;
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ferrite_core::{ModelState, Server};
+use ferrite_core::{ModelControlMode, ModelState, Server};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    // `ferrite validate ...`: check repositories without serving (see validate.rs).
+    if args.get(1).map(String::as_str) == Some("validate") {
+        return validate::main(&args[1..]);
+    }
     let (options, warnings) = match options::Options::load(&args) {
         Ok(o) => o,
         Err(options::OptionsError::Clap(e)) => e.exit(),
@@ -43,17 +48,19 @@ fn run(options: options::Options) -> Result<ExitCode, String> {
     let rows: Vec<Vec<String>> = server
         .index(false)
         .into_iter()
-        .map(|e| {
-            let status = match e.state {
+        .filter_map(|e| {
+            // Models of the repository that explicit mode did not load are not in the table.
+            let state = e.state?;
+            let status = match state {
                 ModelState::Ready => "READY".to_string(),
-                _ if e.reason.is_empty() => e.state.as_str().to_string(),
-                _ => format!("{}: {}", e.state.as_str(), e.reason),
+                _ if e.reason.is_empty() => state.as_str().to_string(),
+                _ => format!("{}: {}", state.as_str(), e.reason),
             };
-            vec![
+            Some(vec![
                 e.name,
                 e.version.map(|v| v.to_string()).unwrap_or_default(),
                 status,
-            ]
+            ])
         })
         .collect();
     tracing::info!(
@@ -76,9 +83,47 @@ fn run(options: options::Options) -> Result<ExitCode, String> {
         .thread_name("ferrite-io")
         .build()
         .map_err(|e| format!("failed to start the I/O runtime: {e}"))?;
+    let poller = (options.control_mode()? == ModelControlMode::Poll
+        && options.repository_poll_secs > 0)
+        .then(|| spawn_poller(server.clone(), options.repository_poll_secs));
     let result = runtime.block_on(serve(server.clone(), &options));
+    tracing::info!("unloading models");
     server.shutdown();
+    if let Some(p) = poller {
+        let _ = p.join();
+    }
     result.map(|()| ExitCode::SUCCESS)
+}
+
+/// Poll mode: looks at the repositories every `secs` seconds until the server stops.
+fn spawn_poller(server: Server, secs: u64) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("repository-poll".into())
+        .spawn(move || {
+            loop {
+                let next = std::time::Instant::now() + Duration::from_secs(secs);
+                while std::time::Instant::now() < next {
+                    if !server.is_live() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if !server.is_live() {
+                    return;
+                }
+                let report = server.poll();
+                if !report.is_empty() {
+                    tracing::info!(
+                        "repository poll: added {:?}, modified {:?}, removed {:?}, failed {:?}",
+                        report.added,
+                        report.modified,
+                        report.removed,
+                        report.failed.iter().map(|(n, _)| n).collect::<Vec<_>>()
+                    );
+                }
+            }
+        })
+        .expect("the repository poll thread starts")
 }
 
 /// Binds `address:port`, logging the bound address as Triton does ("Started <service> at").
@@ -161,6 +206,8 @@ async fn serve(server: Server, options: &options::Options) -> Result<(), String>
     }
 
     wait_for_signal().await;
+    server.begin_shutdown();
+    tracing::info!("readiness is now false");
     tracing::info!(
         "shutting down: no new connections; waiting up to {}s for requests in flight",
         options.exit_timeout_secs

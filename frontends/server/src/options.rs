@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
+use ferrite_core::{ModelControlMode, StartupModels};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -31,8 +33,6 @@ const NOT_YET: &[&str] = &[
     "metrics-address",
     "metrics-interval-ms",
     "metrics-config",
-    "load-model",
-    "repository-poll-secs",
     "model-load-retry-count",
     "log-file",
     "log-format",
@@ -178,10 +178,23 @@ struct Flags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<String>,
-    /// Model control mode: none (explicit and poll are not built yet).
+    /// Model control mode: none (load everything at startup), poll (and follow the
+    /// repositories' changes) or explicit (load what --load-model and the repository API say).
     #[arg(long, value_name = "MODE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     model_control_mode: Option<String>,
+    /// Explicit mode: a model to load at startup (repeatable; `*` alone for all).
+    #[arg(long = "load-model", value_name = "NAME")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    load_model: Vec<String>,
+    /// Poll mode: seconds between looks at the repositories (0: never).
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repository_poll_secs: Option<u64>,
+    /// Seconds one model version may take to load before its load fails (Ferrite's own).
+    #[arg(long, value_name = "SECONDS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_load_timeout_secs: Option<u64>,
     /// Models loaded in parallel at startup.
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,6 +258,10 @@ pub struct Options {
     pub exit_timeout_secs: u64,
     pub id: String,
     pub model_control_mode: String,
+    #[serde(deserialize_with = "one_or_many")]
+    pub load_model: Vec<String>,
+    pub repository_poll_secs: u64,
+    pub model_load_timeout_secs: u64,
     pub model_load_thread_count: usize,
     pub log_verbose: u32,
     pub log_info: bool,
@@ -278,6 +295,9 @@ impl Default for Options {
             exit_timeout_secs: 30,
             id: "triton".into(),
             model_control_mode: "none".into(),
+            load_model: Vec::new(),
+            repository_poll_secs: 15,
+            model_load_timeout_secs: 300,
             model_load_thread_count: 4,
             log_verbose: 0,
             log_info: true,
@@ -366,17 +386,22 @@ impl Options {
                 "--model-repository must be given (or model_repository in the config file, or FERRITE_MODEL_REPOSITORY)".into(),
             ));
         }
-        match options.model_control_mode.as_str() {
-            "none" => {}
-            "poll" | "explicit" => warnings.push(format!(
-                "--model-control-mode={} is not built yet; serving in mode 'none'",
-                options.model_control_mode
-            )),
-            other => {
-                return Err(OptionsError::Config(format!(
-                    "unexpected value for --model-control-mode: '{other}' (none, poll or explicit)"
-                )));
+        let mode = options.control_mode().map_err(OptionsError::Config)?;
+        if !options.load_model.is_empty() {
+            if mode != ModelControlMode::Explicit {
+                warnings
+                    .push("--load-model has no effect unless --model-control-mode=explicit".into());
             }
+            if options.load_model.iter().any(|m| m == "*") && options.load_model.len() > 1 {
+                return Err(OptionsError::Config(
+                    "--load-model=* must be the only --load-model argument".into(),
+                ));
+            }
+        }
+        if mode == ModelControlMode::Poll && options.repository_poll_secs == 0 {
+            warnings.push(
+                "--repository-poll-secs=0: the repositories are not polled in mode poll".into(),
+            );
         }
         Ok((options, warnings))
     }
@@ -426,7 +451,24 @@ impl Options {
             strict_model_config: self.strict_model_config || self.disable_auto_complete_config,
             strict_readiness: self.strict_readiness,
             model_load_threads: self.model_load_thread_count.max(1),
+            model_control_mode: self.control_mode()?,
+            startup_models: match self.load_model.as_slice() {
+                [] => StartupModels::None,
+                [all] if all == "*" => StartupModels::All,
+                names => StartupModels::Named(names.to_vec()),
+            },
+            load_timeout: Duration::from_secs(self.model_load_timeout_secs.max(1)),
             allow_client_shm: self.allow_client_shm,
+        })
+    }
+
+    /// `--model-control-mode`.
+    pub fn control_mode(&self) -> Result<ModelControlMode, String> {
+        ModelControlMode::parse(&self.model_control_mode).ok_or_else(|| {
+            format!(
+                "unexpected value for --model-control-mode: '{}' (none, poll or explicit)",
+                self.model_control_mode
+            )
         })
     }
 
@@ -482,7 +524,12 @@ impl Options {
             ]);
         }
         rows.extend([
-            vec!["model_control_mode".into(), "MODE_NONE".into()],
+            vec![
+                "model_control_mode".into(),
+                self.control_mode()
+                    .map_or("?", |m| m.triton_name())
+                    .to_string(),
+            ],
             vec![
                 "strict_model_config".into(),
                 u8::from(self.strict_model_config || self.disable_auto_complete_config).to_string(),
