@@ -445,7 +445,7 @@ impl Server {
         };
         let config = match config {
             Some(c) => c,
-            None => match crate::model::read_config(&dir, opts) {
+            None => match crate::model::read_config(&dir, &opts) {
                 Ok(c) => c,
                 Err(e) => return Err(failed_model(at_stage("reading the configuration", e))),
             },
@@ -478,7 +478,7 @@ impl Server {
                 .iter()
                 .map(|&v| {
                     tracing::info!("loading model '{name}' version {v}");
-                    (v, self.load_version(&dir, &config, v, opts))
+                    (v, self.load_version(&dir, &config, v, &opts))
                 })
                 .collect()
         };
@@ -569,16 +569,17 @@ impl Server {
         dir: &ModelDir,
         config: &ModelConfig,
         version: i64,
-        opts: LoadOptions,
+        opts: &LoadOptions,
     ) -> Result<LoadedModel> {
         let (tx, rx) = crossbeam_channel::bounded(1);
+        let opts = opts.clone();
         let server = self.clone();
         let (dir2, config2) = (dir.clone(), config.clone());
         std::thread::Builder::new()
             .name(format!("load-{}", dir.name))
             .spawn(move || {
                 let result =
-                    LoadedModel::load(&server.inner.drivers, &dir2, &config2, version, opts);
+                    LoadedModel::load(&server.inner.drivers, &dir2, &config2, version, &opts);
                 if let Err(crossbeam_channel::SendError(Ok(late))) = tx.send(result) {
                     tracing::warn!(
                         "model '{}' version {version} finished loading after its timeout; unloading it",
@@ -716,6 +717,7 @@ impl Server {
         LoadOptions {
             auto_complete: !self.inner.options.strict_model_config,
             gpu_available: self.inner.gpu_available,
+            histograms: self.inner.options.histograms.clone(),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::ordering::OrderGate;
 use crate::postprocess::{self, OutputSpec};
 use crate::repository::{self, ModelDir};
 use crate::request::{InferenceRequest, InferenceResponse};
-use crate::stats::{Execution, StatsCollector};
+use crate::stats::{Execution, FailureReason, HistogramBounds, StatsCollector};
 use crate::{Error, Result, clock};
 use ferrite_proto::inference::model_config::SchedulingChoice;
 
@@ -42,12 +42,41 @@ struct Job {
     /// With dynamic batching: the request's priority level and queue timeout, and its place
     /// in the level's queue (freed when the job is dropped).
     admission: Option<(Admission, QueuePlace)>,
+    /// Counts the request as pending until it leaves the queue (dropped with the job, or
+    /// when `run_batch` takes the job apart).
+    _pending: Pending,
+}
+
+/// One pending request of a model (`nv_inference_pending_request_count`).
+struct Pending(Arc<Shared>);
+
+impl Pending {
+    fn new(shared: &Arc<Shared>) -> Pending {
+        shared
+            .pending
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Pending(Arc::clone(shared))
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0
+            .pending
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Job {
-    /// Answers the request with `error` without running it.
+    /// Answers the request with `error` without running it: a cancellation (the client went
+    /// away, the deadline passed) or a rejection by the scheduler (queue timeout).
     fn cancel(self, error: Error) {
-        self.sink.send(Err(error), true);
+        let reason = if error.code() == crate::ErrorCode::Cancelled {
+            FailureReason::Canceled
+        } else {
+            FailureReason::Rejected
+        };
+        self.sink.fail(error, reason);
         self.sink.flush();
     }
 }
@@ -102,6 +131,8 @@ struct Shared {
     batching: bool,
     outputs: Vec<OutputSpec>,
     stats: StatsCollector,
+    /// Requests accepted and not yet taken by an instance.
+    pending: std::sync::atomic::AtomicI64,
 }
 
 pub struct LoadedModel {
@@ -116,15 +147,17 @@ pub struct LoadedModel {
 }
 
 /// Options that shape loading.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Let drivers fill in what config.pbtxt leaves out.
     pub auto_complete: bool,
     pub gpu_available: bool,
+    /// The statistics' histograms (`None`: off).
+    pub histograms: Option<Arc<HistogramBounds>>,
 }
 
 /// Reads and checks a model's configuration (before any driver is involved).
-pub fn read_config(dir: &ModelDir, opts: LoadOptions) -> Result<ModelConfig> {
+pub fn read_config(dir: &ModelDir, opts: &LoadOptions) -> Result<ModelConfig> {
     let mut config = config::read(&dir.path, &dir.name, opts.auto_complete)?;
     if config.platform.is_empty() && config.backend.is_empty() {
         detect_platform(&dir.path, &mut config);
@@ -167,7 +200,7 @@ impl LoadedModel {
         dir: &ModelDir,
         base_config: &ModelConfig,
         version: i64,
-        opts: LoadOptions,
+        opts: &LoadOptions,
     ) -> Result<LoadedModel> {
         let mut config = base_config.clone();
         // The driver is chosen by backend/platform and the first group's kind.
@@ -239,7 +272,8 @@ impl LoadedModel {
             version,
             batching: config.max_batch_size > 0,
             outputs,
-            stats: StatsCollector::default(),
+            stats: StatsCollector::new(opts.histograms.as_deref()),
+            pending: std::sync::atomic::AtomicI64::new(0),
         });
         let config_json = config::to_json(&config);
         let config_text = config_json.to_string();
@@ -364,6 +398,13 @@ impl LoadedModel {
             .stats
             .snapshot(&self.shared.name, self.shared.version)
     }
+    /// Requests accepted and waiting for an instance.
+    pub fn pending(&self) -> u64 {
+        self.shared
+            .pending
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(0) as u64
+    }
 
     /// Validates and queues a request; responses arrive on the returned stream.
     pub fn enqueue(
@@ -371,7 +412,23 @@ impl LoadedModel {
         mut request: InferenceRequest,
         received_ns: u64,
     ) -> Result<ResponseStream> {
-        let batch_size = crate::normalize::prepare(&self.config, &mut request)?;
+        let batch_size = match crate::normalize::prepare(&self.config, &mut request) {
+            Ok(size) => size,
+            Err(e) => {
+                self.shared.stats.record_failure(
+                    FailureReason::Other,
+                    clock::now_ns().saturating_sub(received_ns),
+                );
+                return Err(e);
+            }
+        };
+        let rejected = |e: Error| {
+            self.shared.stats.record_failure(
+                FailureReason::Rejected,
+                clock::now_ns().saturating_sub(received_ns),
+            );
+            e
+        };
         let (tx, rx) = mpsc::unbounded_channel();
         let sink = RequestSink {
             tx,
@@ -391,9 +448,17 @@ impl LoadedModel {
         })?;
         let enqueued_at = std::time::Instant::now();
         let admission = match queue {
-            Queue::Batched(_, queues) => {
-                Some(queues.admit(&request.parameters, enqueued_at, &self.shared.name)?)
-            }
+            Queue::Batched(_, queues) => Some(
+                queues
+                    .admit(&request.parameters, enqueued_at, &self.shared.name)
+                    .map_err(|e| {
+                        if e.code() == crate::ErrorCode::Unavailable {
+                            rejected(e)
+                        } else {
+                            e
+                        }
+                    })?,
+            ),
             Queue::Direct(_) => None,
         };
         let job = Job {
@@ -403,6 +468,7 @@ impl LoadedModel {
             enqueued_at,
             sink,
             admission,
+            _pending: Pending::new(&self.shared),
         };
         // Err(true): the queue is full; Err(false): the model is going away.
         let sent = match queue {
@@ -415,10 +481,10 @@ impl LoadedModel {
         };
         match sent {
             Ok(()) => Ok(rx),
-            Err(true) => Err(Error::unavailable(format!(
+            Err(true) => Err(rejected(Error::unavailable(format!(
                 "Exceeds maximum queue size for model '{}'",
                 self.shared.name
-            ))),
+            )))),
             Err(false) => Err(Error::unavailable(format!(
                 "model '{}' is unloading",
                 self.shared.name
@@ -477,6 +543,16 @@ struct RequestSink {
     order: parking_lot::Mutex<Option<(Arc<OrderGate>, u64)>>,
 }
 
+impl RequestSink {
+    /// Ends the request with `error` (it did not run), counted as a failure for `reason`.
+    fn fail(&self, error: Error, reason: FailureReason) {
+        self.shared
+            .stats
+            .record_failure(reason, clock::now_ns().saturating_sub(self.received_ns));
+        *self.held.lock() = Some(Err(error));
+    }
+}
+
 impl Drop for RequestSink {
     fn drop(&mut self) {
         if let Some((gate, ticket)) = self.order.get_mut().take() {
@@ -488,6 +564,7 @@ impl Drop for RequestSink {
 impl ResponseSink for RequestSink {
     fn send(&self, outputs: Result<Vec<RawOutput>>, final_response: bool) {
         let s = &self.shared;
+        let failed_in_driver = outputs.is_err();
         let result = outputs
             .and_then(|raw| {
                 postprocess::finish(&s.name, &s.outputs, &self.requested, s.batching, raw)
@@ -500,10 +577,12 @@ impl ResponseSink for RequestSink {
                 parameters: Default::default(),
             });
         if final_response {
-            s.stats.record_request(
-                result.is_ok(),
-                clock::now_ns().saturating_sub(self.received_ns),
-            );
+            let ns = clock::now_ns().saturating_sub(self.received_ns);
+            match (&result, failed_in_driver) {
+                (Ok(_), _) => s.stats.record_success(ns),
+                (Err(_), true) => s.stats.record_failure(FailureReason::Backend, ns),
+                (Err(_), false) => s.stats.record_failure(FailureReason::Other, ns),
+            }
             *self.held.lock() = Some(result);
         } else {
             // The client may have gone away; nothing to do then.

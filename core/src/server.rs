@@ -57,6 +57,8 @@ pub struct ServerOptions {
     pub startup_models: StartupModels,
     /// How long one model version may take to load before the load fails.
     pub load_timeout: Duration,
+    /// Bucket bounds of the statistics' histograms (`None`: no histograms).
+    pub histograms: Option<Arc<crate::stats::HistogramBounds>>,
     /// `--allow-client-shm`: whether clients may register, unregister and use system and
     /// CUDA shared memory regions (Triton >= 2.69; off by default, as there).
     pub allow_client_shm: bool,
@@ -75,6 +77,7 @@ impl Default for ServerOptions {
             model_control_mode: ModelControlMode::None,
             startup_models: StartupModels::None,
             load_timeout: Duration::from_secs(300),
+            histograms: Some(Arc::default()),
             allow_client_shm: false,
         }
     }

@@ -1,6 +1,10 @@
-//! Per model-version statistics, in the shape of Triton's statistics extension.
+//! Per model-version statistics, in the shape of Triton's statistics extension, plus what the
+//! metrics endpoint needs beyond it: failures by reason and histograms (request duration,
+//! queue wait, batch size) with fixed buckets. Everything is recorded under one short lock
+//! per model version, so the statistics API and the metrics always agree.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -39,8 +43,133 @@ pub struct BatchStats {
     pub compute_output: Duration,
 }
 
+/// Why a request failed, with Triton's metric label values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    /// Refused by the scheduler: queue full, queue timeout.
+    Rejected,
+    /// The client went away, or the deadline passed, before it ran.
+    Canceled,
+    /// The driver failed it.
+    Backend,
+    /// Anything else (a bad request, post-processing).
+    Other,
+}
+
+impl FailureReason {
+    pub const ALL: [FailureReason; 4] = [
+        FailureReason::Other,
+        FailureReason::Backend,
+        FailureReason::Rejected,
+        FailureReason::Canceled,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureReason::Rejected => "REJECTED",
+            FailureReason::Canceled => "CANCELED",
+            FailureReason::Backend => "BACKEND",
+            FailureReason::Other => "OTHER",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            FailureReason::Other => 0,
+            FailureReason::Backend => 1,
+            FailureReason::Rejected => 2,
+            FailureReason::Canceled => 3,
+        }
+    }
+}
+
+/// Bucket upper bounds of the histograms (the `+Inf` bucket is implied).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramBounds {
+    /// Request duration and queue wait, in microseconds.
+    pub duration_us: Vec<f64>,
+    pub batch_size: Vec<f64>,
+}
+
+impl Default for HistogramBounds {
+    fn default() -> Self {
+        HistogramBounds {
+            duration_us: vec![
+                100.0,
+                250.0,
+                500.0,
+                1_000.0,
+                2_500.0,
+                5_000.0,
+                10_000.0,
+                25_000.0,
+                50_000.0,
+                100_000.0,
+                250_000.0,
+                500_000.0,
+                1_000_000.0,
+                2_500_000.0,
+                5_000_000.0,
+            ],
+            batch_size: vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
+        }
+    }
+}
+
+/// A fixed-bucket histogram: `counts[i]` observations <= `bounds[i]` (not cumulative; the
+/// last count is the `+Inf` bucket's excess).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histogram {
+    pub bounds: Arc<[f64]>,
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: Arc<[f64]>) -> Histogram {
+        let n = bounds.len() + 1;
+        Histogram {
+            bounds,
+            counts: vec![0; n],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.counts[i] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// Cumulative counts per bound, then the total (`+Inf`), as Prometheus prints them.
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut total = 0;
+        self.counts
+            .iter()
+            .map(|c| {
+                total += c;
+                total
+            })
+            .collect()
+    }
+}
+
+/// The histograms of one model version.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Histograms {
+    /// Successful requests, arrival to final response, in microseconds.
+    pub request_duration_us: Histogram,
+    /// Time in the queue, in microseconds.
+    pub queue_duration_us: Histogram,
+    /// Each execution's batch size.
+    pub batch_size: Histogram,
+}
+
 /// A snapshot of one model version's statistics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelStats {
     pub name: String,
     pub version: i64,
@@ -50,6 +179,16 @@ pub struct ModelStats {
     pub execution_count: u64,
     pub inference_stats: InferStats,
     pub batch_stats: Vec<BatchStats>,
+    /// Failed requests by reason, in [`FailureReason::ALL`]'s order.
+    pub failures: [u64; 4],
+    /// `None` when histograms are off.
+    pub histograms: Option<Histograms>,
+}
+
+impl ModelStats {
+    pub fn failures(&self, reason: FailureReason) -> u64 {
+        self.failures[reason.index()]
+    }
 }
 
 #[derive(Default)]
@@ -59,6 +198,8 @@ struct Inner {
     execution_count: u64,
     stats: InferStats,
     batches: BTreeMap<u64, BatchStats>,
+    failures: [u64; 4],
+    histograms: Option<Histograms>,
 }
 
 /// Collects one model version's statistics.
@@ -80,9 +221,31 @@ pub struct Execution {
 }
 
 impl StatsCollector {
+    /// A collector with histograms of the given bounds (`None`: no histograms).
+    pub fn new(bounds: Option<&HistogramBounds>) -> StatsCollector {
+        let histograms = bounds.map(|b| {
+            let duration: Arc<[f64]> = b.duration_us.clone().into();
+            Histograms {
+                request_duration_us: Histogram::new(Arc::clone(&duration)),
+                queue_duration_us: Histogram::new(duration),
+                batch_size: Histogram::new(b.batch_size.clone().into()),
+            }
+        });
+        StatsCollector {
+            inner: Mutex::new(Inner {
+                histograms,
+                ..Default::default()
+            }),
+        }
+    }
+
     /// A request left the queue after `queue_ns`.
     pub fn record_queue(&self, queue_ns: u64) {
-        self.inner.lock().stats.queue.add(1, queue_ns);
+        let mut inner = self.inner.lock();
+        inner.stats.queue.add(1, queue_ns);
+        if let Some(h) = &mut inner.histograms {
+            h.queue_duration_us.observe(queue_ns as f64 / 1e3);
+        }
     }
 
     /// A batch ran.
@@ -105,16 +268,25 @@ impl StatsCollector {
         b.compute_input.add(1, e.input_ns);
         b.compute_infer.add(1, e.infer_ns);
         b.compute_output.add(1, e.output_ns);
+        if let Some(h) = &mut inner.histograms {
+            h.batch_size.observe(e.batch_size as f64);
+        }
     }
 
-    /// A request finished, successfully or not, `ns` after it arrived.
-    pub fn record_request(&self, success: bool, ns: u64) {
+    /// A request finished successfully `ns` after it arrived.
+    pub fn record_success(&self, ns: u64) {
         let mut inner = self.inner.lock();
-        if success {
-            inner.stats.success.add(1, ns);
-        } else {
-            inner.stats.fail.add(1, ns);
+        inner.stats.success.add(1, ns);
+        if let Some(h) = &mut inner.histograms {
+            h.request_duration_us.observe(ns as f64 / 1e3);
         }
+    }
+
+    /// A request failed `ns` after it arrived.
+    pub fn record_failure(&self, reason: FailureReason, ns: u64) {
+        let mut inner = self.inner.lock();
+        inner.stats.fail.add(1, ns);
+        inner.failures[reason.index()] += 1;
     }
 
     pub fn snapshot(&self, name: &str, version: i64) -> ModelStats {
@@ -127,6 +299,8 @@ impl StatsCollector {
             execution_count: inner.execution_count,
             inference_stats: inner.stats.clone(),
             batch_stats: inner.batches.values().cloned().collect(),
+            failures: inner.failures,
+            histograms: inner.histograms.clone(),
         }
     }
 }
@@ -137,7 +311,7 @@ mod tests {
 
     #[test]
     fn executions_and_requests_add_up() {
-        let s = StatsCollector::default();
+        let s = StatsCollector::new(Some(&HistogramBounds::default()));
         s.record_queue(10);
         s.record_execution(Execution {
             requests: 2,
@@ -146,8 +320,8 @@ mod tests {
             infer_ns: 5,
             output_ns: 2,
         });
-        s.record_request(true, 100);
-        s.record_request(false, 7);
+        s.record_success(100);
+        s.record_failure(FailureReason::Rejected, 7);
         let snap = s.snapshot("m", 1);
         assert_eq!(snap.inference_count, 3);
         assert_eq!(snap.execution_count, 1);
@@ -163,5 +337,23 @@ mod tests {
             Duration { count: 1, ns: 5 }
         );
         assert!(snap.last_inference > 0);
+        assert_eq!(snap.failures(FailureReason::Rejected), 1);
+        assert_eq!(snap.failures(FailureReason::Backend), 0);
+        let h = snap.histograms.unwrap();
+        assert_eq!(h.batch_size.cumulative()[..3], [0, 0, 1]); // 3 <= 4
+        assert_eq!(h.request_duration_us.count, 1);
+        assert_eq!(h.queue_duration_us.cumulative()[0], 1); // 0.01 us <= 100
+    }
+
+    #[test]
+    fn histogram_buckets_are_upper_bounds() {
+        let mut h = Histogram::new(vec![1.0, 10.0].into());
+        for v in [0.5, 1.0, 1.5, 10.0, 11.0] {
+            h.observe(v);
+        }
+        assert_eq!(h.counts, vec![2, 2, 1]);
+        assert_eq!(h.cumulative(), vec![2, 4, 5]);
+        assert_eq!(h.count, 5);
+        assert_eq!(h.sum, 24.0);
     }
 }

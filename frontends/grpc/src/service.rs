@@ -583,6 +583,7 @@ mod tests {
                 compute_infer: d(5, 33804974),
                 compute_output: d(5, 191261),
             }],
+            ..Default::default()
         };
         let m = model_statistics(&s);
         assert_eq!(m.name, "add_sub");

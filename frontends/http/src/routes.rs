@@ -1273,6 +1273,7 @@ mod tests {
                 compute_infer: d(5, 33804974),
                 compute_output: d(5, 191261),
             }],
+            ..Default::default()
         };
         let want = r#"{"model_stats":[{"name":"add_sub","version":"1","last_inference":1795292607293,"inference_count":5,"execution_count":5,"inference_stats":{"success":{"count":5,"ns":34312638},"fail":{"count":0,"ns":0},"queue":{"count":5,"ns":121780},"compute_input":{"count":5,"ns":184554},"compute_infer":{"count":5,"ns":33804974},"compute_output":{"count":5,"ns":191261},"cache_hit":{"count":0,"ns":0},"cache_miss":{"count":0,"ns":0}},"response_stats":{},"batch_stats":[{"batch_size":1,"compute_input":{"count":5,"ns":184554},"compute_infer":{"count":5,"ns":33804974},"compute_output":{"count":5,"ns":191261}}],"memory_usage":[]}]}"#;
         assert_eq!(String::from_utf8(stats_json(&[s])).unwrap(), want);

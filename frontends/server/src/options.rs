@@ -26,13 +26,7 @@ const NOT_YET: &[&str] = &[
     "grpc-http2-min-recv-ping-interval-without-data",
     "grpc-http2-max-ping-strikes",
     "grpc-restricted-protocol",
-    "allow-metrics",
     "allow-gpu-metrics",
-    "allow-cpu-metrics",
-    "metrics-port",
-    "metrics-address",
-    "metrics-interval-ms",
-    "metrics-config",
     "model-load-retry-count",
     "log-file",
     "log-format",
@@ -149,6 +143,31 @@ struct Flags {
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     allow_client_shm: Option<bool>,
+    /// Serve Prometheus metrics (GET /metrics on --metrics-port).
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_metrics: Option<bool>,
+    /// Include CPU utilization and memory in the metrics.
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_cpu_metrics: Option<bool>,
+    /// Port of the metrics endpoint (0: any free port).
+    #[arg(long, value_name = "PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_port: Option<u16>,
+    /// Address of the metrics endpoint (default: --http-address).
+    #[arg(long, value_name = "ADDRESS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_address: Option<String>,
+    /// How often CPU utilization and memory are sampled, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_interval_ms: Option<u64>,
+    /// Metrics setting KEY=VALUE (repeatable): histogram_latencies=true|false,
+    /// duration_buckets_us=B1,B2,..., batch_size_buckets=B1,B2,...
+    #[arg(long, value_name = "KEY=VALUE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics_config: Vec<String>,
     /// Threads serving the network frontends (default: half the cores, at least one; model
     /// instances run on threads of their own).
     #[arg(long, value_name = "N")]
@@ -249,6 +268,13 @@ pub struct Options {
     pub grpc_keepalive_timeout: u64,
     pub grpc_infer_response_compression_level: String,
     pub allow_client_shm: bool,
+    pub allow_metrics: bool,
+    pub allow_cpu_metrics: bool,
+    pub metrics_port: u16,
+    pub metrics_address: Option<String>,
+    pub metrics_interval_ms: u64,
+    #[serde(deserialize_with = "one_or_many")]
+    pub metrics_config: Vec<String>,
     pub http_header_forward_pattern: Option<String>,
     pub grpc_header_forward_pattern: Option<String>,
     pub strict_model_config: bool,
@@ -286,6 +312,12 @@ impl Default for Options {
             grpc_keepalive_timeout: 20_000,
             grpc_infer_response_compression_level: "none".into(),
             allow_client_shm: false,
+            allow_metrics: true,
+            allow_cpu_metrics: true,
+            metrics_port: 8002,
+            metrics_address: None,
+            metrics_interval_ms: 2000,
+            metrics_config: Vec::new(),
             http_header_forward_pattern: None,
             grpc_header_forward_pattern: None,
             strict_model_config: false,
@@ -458,8 +490,53 @@ impl Options {
                 names => StartupModels::Named(names.to_vec()),
             },
             load_timeout: Duration::from_secs(self.model_load_timeout_secs.max(1)),
+            histograms: self.histograms()?.map(std::sync::Arc::new),
             allow_client_shm: self.allow_client_shm,
         })
+    }
+
+    /// The statistics' histograms: on with the metrics (`--metrics-config
+    /// histogram_latencies=false` turns them off), with the bucket bounds of
+    /// `duration_buckets_us` and `batch_size_buckets`.
+    pub fn histograms(&self) -> Result<Option<ferrite_core::stats::HistogramBounds>, String> {
+        let mut on = self.allow_metrics;
+        let mut bounds = ferrite_core::stats::HistogramBounds::default();
+        for item in &self.metrics_config {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--metrics-config '{item}' must look like <key>=<value>"))?;
+            let list = |value: &str| -> Result<Vec<f64>, String> {
+                let v: Vec<f64> = value
+                    .split(',')
+                    .map(|b| b.trim().parse::<f64>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        format!("--metrics-config {key}: '{value}' is not a list of numbers ({e})")
+                    })?;
+                if v.is_empty()
+                    || v.windows(2).any(|w| w[0] >= w[1])
+                    || v.iter().any(|b| !b.is_finite())
+                {
+                    return Err(format!(
+                        "--metrics-config {key}: bucket bounds must be finite and increasing, got '{value}'"
+                    ));
+                }
+                Ok(v)
+            };
+            match key {
+                "histogram_latencies" => on = on && parse_bool(value)?,
+                "duration_buckets_us" => bounds.duration_us = list(value)?,
+                "batch_size_buckets" => bounds.batch_size = list(value)?,
+                // Triton's summary settings: Ferrite has histograms instead.
+                "summary_latencies" | "summary_quantiles" | "counter_latencies" => {}
+                other => {
+                    return Err(format!(
+                        "--metrics-config: unknown key '{other}' (histogram_latencies, duration_buckets_us, batch_size_buckets)"
+                    ));
+                }
+            }
+        }
+        Ok(on.then_some(bounds))
     }
 
     /// `--model-control-mode`.
@@ -631,12 +708,47 @@ mod tests {
     }
 
     #[test]
+    fn metrics_config_sets_the_histograms() {
+        jailed(|_| {
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--metrics-config",
+                "duration_buckets_us=10,100",
+                "--metrics-config=batch_size_buckets=1,2",
+            ]))
+            .unwrap();
+            let h = o.histograms().unwrap().unwrap();
+            assert_eq!(h.duration_us, vec![10.0, 100.0]);
+            assert_eq!(h.batch_size, vec![1.0, 2.0]);
+            for off in [
+                &["--allow-metrics=false"][..],
+                &["--metrics-config=histogram_latencies=false"][..],
+            ] {
+                let mut a = vec!["--model-repository=/m"];
+                a.extend_from_slice(off);
+                let (o, _) = Options::load(&args(&a)).unwrap();
+                assert_eq!(o.histograms().unwrap(), None);
+            }
+            for bad in [
+                "duration_buckets_us=100,10",
+                "nope=1",
+                "batch_size_buckets=x",
+            ] {
+                let (o, _) =
+                    Options::load(&args(&["--model-repository=/m", "--metrics-config", bad]))
+                        .unwrap();
+                assert!(o.histograms().is_err(), "{bad}");
+            }
+        });
+    }
+
+    #[test]
     fn not_yet_flags_warn_instead_of_failing() {
         jailed(|_| {
             let (o, w) = Options::load(&args(&[
                 "--model-repository=/m",
-                "--metrics-port",
-                "8002",
+                "--trace-rate",
+                "10",
                 "--allow-gpu-metrics",
                 "--grpc-port",
                 "9001",
@@ -645,7 +757,7 @@ mod tests {
             assert_eq!(o.http_port, 8000);
             assert_eq!(o.grpc_port, 9001);
             assert_eq!(w.len(), 2, "{w:?}");
-            assert!(w[0].contains("--metrics-port=8002"));
+            assert!(w[0].contains("--trace-rate=10"));
         });
     }
 

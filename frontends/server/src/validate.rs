@@ -165,6 +165,7 @@ fn check_model(dir: &ModelDir, strict: bool) -> Report {
     let opts = LoadOptions {
         auto_complete: !strict,
         gpu_available: false,
+        histograms: None,
     };
     let config_path = dir.path.join(config::CONFIG_FILE);
 
@@ -175,7 +176,7 @@ fn check_model(dir: &ModelDir, strict: bool) -> Report {
     let config: Option<ModelConfig> = match std::fs::read_to_string(&config_path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if strict {
-                if let Err(e) = read_config(dir, opts) {
+                if let Err(e) = read_config(dir, &opts) {
                     report.errors.push(e.message().to_string());
                 }
                 // The missing file is the error; its fields cannot be judged.
@@ -190,9 +191,9 @@ fn check_model(dir: &ModelDir, strict: bool) -> Report {
             // layout is still checked.
             read_config(
                 dir,
-                LoadOptions {
+                &LoadOptions {
                     auto_complete: true,
-                    ..opts
+                    ..opts.clone()
                 },
             )
             .ok()
@@ -214,7 +215,7 @@ fn check_model(dir: &ModelDir, strict: bool) -> Report {
                 ));
                 None
             }
-            Ok(parsed) => match read_config(dir, opts) {
+            Ok(parsed) => match read_config(dir, &opts) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     // The name differs from the directory's: go on under the configured
@@ -224,7 +225,7 @@ fn check_model(dir: &ModelDir, strict: bool) -> Report {
                         name: parsed.name.clone(),
                         path: dir.path.clone(),
                     };
-                    read_config(&declared, opts).ok()
+                    read_config(&declared, &opts).ok()
                 }
             },
         },
