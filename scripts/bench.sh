@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the server's overhead on `simple` over HTTP at concurrency 1: the server's p50
 # latency against ONNX Runtime's own run p50 on the same input (see
-# frontends/server/benches/overhead.rs).
+# frontends/server/benches/overhead.rs), then throughput at concurrency 1-16 over HTTP and gRPC
+# (protocols.rs), dynamic batching (batching.rs) and the cost of metrics (metrics.rs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
@@ -10,3 +11,4 @@ bash scripts/setup.sh --copy-ort target/release
 cargo bench -p ferrite-server --bench overhead
 cargo bench -p ferrite-server --bench protocols
 cargo bench -p ferrite-server --bench batching
+cargo bench -p ferrite-server --bench metrics

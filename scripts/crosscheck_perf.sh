@@ -239,7 +239,7 @@ trap 'stop_sweep; stop_server' EXIT
 trap 'exit 130' INT TERM
 
 say "starting $SERVER --model-repository configs/models --http-port 0 --grpc-port 0 (log: $SERVER_LOG)"
-"$SERVER" --model-repository configs/models --http-port 0 --grpc-port 0 >"$SERVER_LOG" 2>&1 &
+"$SERVER" --model-repository configs/models --http-port 0 --grpc-port 0 --metrics-port 0 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 listen_addr() { # SERVICE -> HOST:PORT a client can dial

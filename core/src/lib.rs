@@ -8,6 +8,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod lifecycle;
+pub mod logsettings;
 pub mod model;
 pub mod normalize;
 pub mod ordering;
@@ -18,9 +19,11 @@ pub mod server;
 pub mod shm;
 pub mod stats;
 pub mod tensor;
+pub mod trace;
 
 pub use error::{Error, ErrorCode, Result};
 pub use lifecycle::{LoadParams, ModelControlMode, PollReport, StartupModels};
+pub use logsettings::{LogControl, LogSettings, LogUpdate};
 pub use model::ResponseStream;
 pub use request::{
     HeaderForward, InferenceRequest, InferenceResponse, Parameters, RequestedOutput,
@@ -29,3 +32,4 @@ pub use server::{
     IndexEntry, ModelMetadata, ModelState, Server, ServerMetadata, ServerOptions, TensorMetadata,
 };
 pub use tensor::{DataType, Tensor};
+pub use trace::{TraceSettings, TraceUpdate};

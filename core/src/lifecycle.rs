@@ -549,10 +549,14 @@ impl Server {
                 retired.len()
             );
         }
+        let replaced = !retired.is_empty();
         for model in retired {
             retire(model);
         }
         drop(old_source);
+        if replaced {
+            crate::driver::memory::release_free_memory();
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -635,8 +639,12 @@ impl Server {
         if !taken.is_empty() {
             tracing::info!("unloading model '{name}'");
         }
+        let freed = !taken.is_empty();
         for model in taken {
             retire(model);
+        }
+        if freed {
+            crate::driver::memory::release_free_memory();
         }
         let mut models = self.inner.models.write();
         let nothing_left = models.get(name).is_some_and(|r| r.versions.is_empty());

@@ -23,6 +23,7 @@ use crate::postprocess::{self, OutputSpec};
 use crate::repository::{self, ModelDir};
 use crate::request::{InferenceRequest, InferenceResponse};
 use crate::stats::{Execution, FailureReason, HistogramBounds, StatsCollector};
+use crate::trace::TraceCell;
 use crate::{Error, Result, clock};
 use ferrite_proto::inference::model_config::SchedulingChoice;
 
@@ -42,6 +43,8 @@ struct Job {
     /// With dynamic batching: the request's priority level and queue timeout, and its place
     /// in the level's queue (freed when the job is dropped).
     admission: Option<(Admission, QueuePlace)>,
+    /// A sampled request's timeline (the trace extension).
+    trace: Option<Arc<TraceCell>>,
     /// Counts the request as pending until it leaves the queue (dropped with the job, or
     /// when `run_batch` takes the job apart).
     _pending: Pending,
@@ -411,17 +414,11 @@ impl LoadedModel {
         &self,
         mut request: InferenceRequest,
         received_ns: u64,
+        trace: Option<Arc<TraceCell>>,
     ) -> Result<ResponseStream> {
-        let batch_size = match crate::normalize::prepare(&self.config, &mut request) {
-            Ok(size) => size,
-            Err(e) => {
-                self.shared.stats.record_failure(
-                    FailureReason::Other,
-                    clock::now_ns().saturating_sub(received_ns),
-                );
-                return Err(e);
-            }
-        };
+        // A request the checks refuse never reaches the model: as in Triton, it is no
+        // failure of the model's (statistics and metrics leave it out).
+        let batch_size = crate::normalize::prepare(&self.config, &mut request)?;
         let rejected = |e: Error| {
             self.shared.stats.record_failure(
                 FailureReason::Rejected,
@@ -437,6 +434,7 @@ impl LoadedModel {
             requested: request.outputs.clone(),
             received_ns,
             held: parking_lot::Mutex::new(None),
+            trace: trace.clone(),
             order: parking_lot::Mutex::new(
                 self.order
                     .as_ref()
@@ -461,13 +459,24 @@ impl LoadedModel {
             ),
             Queue::Direct(_) => None,
         };
+        tracing::debug!(
+            request_id = request.id.as_str(),
+            "queued for model '{}' version {}",
+            self.shared.name,
+            self.shared.version
+        );
+        let enqueued_ns = clock::now_ns();
+        if let Some(t) = &trace {
+            t.stamp("QUEUE_START", enqueued_ns);
+        }
         let job = Job {
             request,
             batch_size,
-            enqueued_ns: clock::now_ns(),
+            enqueued_ns,
             enqueued_at,
             sink,
             admission,
+            trace,
             _pending: Pending::new(&self.shared),
         };
         // Err(true): the queue is full; Err(false): the model is going away.
@@ -538,6 +547,8 @@ struct RequestSink {
     received_ns: u64,
     /// The final response, held until the execution's statistics are recorded.
     held: parking_lot::Mutex<Option<Result<InferenceResponse>>>,
+    /// A sampled request's timeline: REQUEST_END when the final response goes out.
+    trace: Option<Arc<TraceCell>>,
     /// With `preserve_ordering`: the gate and this request's ticket, given back exactly once
     /// (by flush, or by drop for a request that never got that far).
     order: parking_lot::Mutex<Option<(Arc<OrderGate>, u64)>>,
@@ -592,6 +603,9 @@ impl ResponseSink for RequestSink {
 
     fn flush(&self) {
         if let Some(result) = self.held.lock().take() {
+            if let Some(t) = &self.trace {
+                t.finish(clock::now_ns());
+            }
             match self.order.lock().take() {
                 Some((gate, ticket)) => {
                     let tx = self.tx.clone();
@@ -651,16 +665,28 @@ fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
             request,
             batch_size,
             sink,
+            trace,
             ..
         } = job;
-        live.push((request, batch_size, RequestSlot::new(Box::new(sink))));
+        live.push((request, batch_size, RequestSlot::new(Box::new(sink)), trace));
     }
     if live.is_empty() {
         return;
     }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        for (request, _, _, _) in &live {
+            tracing::debug!(
+                request_id = request.id.as_str(),
+                "executing on model '{}' version {} in a batch of {}",
+                shared.name,
+                shared.version,
+                live.len()
+            );
+        }
+    }
     let exec: Vec<ExecRequest<'_>> = live
         .iter()
-        .map(|(request, _, slot)| exec_request(request, slot))
+        .map(|(request, _, slot, _)| exec_request(request, slot))
         .collect();
     let mut stats = abi::ExecuteStats::default();
     let _ = instance.execute(&exec, &mut stats);
@@ -676,13 +702,19 @@ fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
     };
     shared.stats.record_execution(Execution {
         requests: live.len() as u64,
-        batch_size: live.iter().map(|(_, size, _)| size).sum(),
+        batch_size: live.iter().map(|(_, size, _, _)| size).sum(),
         input_ns: infer_start - start,
         infer_ns: infer_end - infer_start,
         output_ns: end - infer_end,
     });
     drop(exec);
-    for (_, _, slot) in &live {
+    for (_, _, slot, trace) in &live {
+        if let Some(t) = trace {
+            t.stamp("COMPUTE_START", start);
+            t.stamp("COMPUTE_INPUT_END", infer_start);
+            t.stamp("COMPUTE_OUTPUT_START", infer_end);
+            t.stamp("COMPUTE_END", end);
+        }
         slot.flush();
     }
 }

@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use crate::config::{self, ModelConfig};
 use crate::driver::DriverRegistry;
 use crate::lifecycle::{ModelControlMode, ModelRecord, OpLocks, Slots, StartupModels, UNLOADED};
+use crate::logsettings::{LogControl, LogSettings, LogUpdate};
 use crate::model::{LoadedModel, ResponseStream};
 use crate::request::{InferenceRequest, InferenceResponse};
 use crate::shm::SharedMemory;
@@ -34,6 +35,8 @@ pub const EXTENSIONS: &[&str] = &[
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "trace",
+    "logging",
 ];
 
 /// What the runtime needs to know (the binary builds it from flags, file and environment).
@@ -57,6 +60,8 @@ pub struct ServerOptions {
     pub startup_models: StartupModels,
     /// How long one model version may take to load before the load fails.
     pub load_timeout: Duration,
+    /// The trace extension's global settings (`--trace-config`, `--trace-file`, ...).
+    pub trace: crate::trace::TraceSettings,
     /// Bucket bounds of the statistics' histograms (`None`: no histograms).
     pub histograms: Option<Arc<crate::stats::HistogramBounds>>,
     /// `--allow-client-shm`: whether clients may register, unregister and use system and
@@ -78,6 +83,7 @@ impl Default for ServerOptions {
             startup_models: StartupModels::None,
             load_timeout: Duration::from_secs(300),
             histograms: Some(Arc::default()),
+            trace: crate::trace::TraceSettings::default(),
             allow_client_shm: false,
         }
     }
@@ -152,6 +158,9 @@ pub(crate) struct Inner {
     live: AtomicBool,
     /// Shutting down: not ready any more, requests in flight finishing.
     draining: AtomicBool,
+    pub(crate) tracer: Arc<crate::trace::Tracer>,
+    /// The binary's logger, for the logging extension.
+    log_control: std::sync::OnceLock<Arc<dyn LogControl>>,
 }
 
 /// The runtime behind every frontend. Cheap to clone.
@@ -175,6 +184,7 @@ impl Server {
             .any(|d| d.instance_kinds & abi::INSTANCE_KIND_GPU != 0);
         let shared_memory = SharedMemory::new(options.allow_client_shm);
         let load_slots = Slots::new(options.model_load_threads);
+        let tracer = crate::trace::Tracer::new(options.trace.clone())?;
         let server = Server {
             inner: Arc::new(Inner {
                 options,
@@ -186,6 +196,8 @@ impl Server {
                 gpu_available,
                 live: AtomicBool::new(true),
                 draining: AtomicBool::new(false),
+                log_control: std::sync::OnceLock::new(),
+                tracer,
             }),
         };
         server.load_startup_models();
@@ -225,6 +237,50 @@ impl Server {
         self.is_live()
             && !self.inner.draining.load(Ordering::Acquire)
             && (!self.inner.options.strict_readiness || self.all_models_ready())
+    }
+
+    /// The trace settings of a model (its overrides over the global ones), or the global ones.
+    pub fn trace_settings(&self, model: Option<&str>) -> Result<crate::trace::TraceSettings> {
+        if let Some(m) = model {
+            self.model(m, None)?;
+        }
+        Ok(self.inner.tracer.settings(model))
+    }
+
+    /// Changes the global trace settings or a model's; returns the scope's settings.
+    pub fn update_trace_settings(
+        &self,
+        model: Option<&str>,
+        update: &crate::trace::TraceUpdate,
+    ) -> Result<crate::trace::TraceSettings> {
+        if let Some(m) = model {
+            self.model(m, None)?;
+        }
+        self.inner.tracer.update(model, update)
+    }
+
+    /// Installs the logger the logging extension reads and changes (once).
+    pub fn set_log_control(&self, control: Arc<dyn LogControl>) {
+        let _ = self.inner.log_control.set(control);
+    }
+
+    fn log_control(&self) -> Result<&Arc<dyn LogControl>> {
+        self.inner
+            .log_control
+            .get()
+            .ok_or_else(|| Error::unavailable("the server does not support dynamic logging"))
+    }
+
+    /// The logging extension's settings.
+    pub fn log_settings(&self) -> Result<LogSettings> {
+        Ok(self.log_control()?.settings())
+    }
+
+    /// Changes the log settings at once; returns the new ones.
+    pub fn update_log_settings(&self, update: &LogUpdate) -> Result<LogSettings> {
+        let control = self.log_control()?;
+        update.check(&control.settings())?;
+        control.update(update)
     }
 
     /// The first step of a graceful shutdown: readiness turns false (so load balancers stop
@@ -340,7 +396,11 @@ impl Server {
     pub fn infer(&self, request: InferenceRequest) -> Result<ResponseStream> {
         let received = clock::now_ns();
         let model = self.model(&request.model_name, request.model_version)?;
-        model.enqueue(request, received)
+        let trace =
+            self.inner
+                .tracer
+                .sample(&request.model_name, model.version(), &request.id, received);
+        model.enqueue(request, received, trace)
     }
 
     /// Runs a request and waits for its final response.
@@ -407,6 +467,16 @@ impl Server {
         out
     }
 
+    /// Every loaded model version, by name then version (what the metrics endpoint reads:
+    /// statistics and pending requests together).
+    pub fn loaded_models(&self) -> Vec<Arc<LoadedModel>> {
+        let models = self.inner.models.read();
+        models
+            .values()
+            .flat_map(|r| r.versions.iter().filter_map(|v| v.model.clone()))
+            .collect()
+    }
+
     /// Statistics of every ready model version, one model, or one version.
     pub fn statistics(&self, name: Option<&str>, version: Option<i64>) -> Result<Vec<ModelStats>> {
         let models = self.inner.models.read();
@@ -457,5 +527,6 @@ impl Server {
         self.inner.draining.store(true, Ordering::Release);
         self.inner.live.store(false, Ordering::Release);
         self.unload_all();
+        self.inner.tracer.flush();
     }
 }

@@ -52,7 +52,8 @@ pub enum FailureReason {
     Canceled,
     /// The driver failed it.
     Backend,
-    /// Anything else (a bad request, post-processing).
+    /// Anything else (post-processing the driver's outputs). A request refused by the
+    /// checks before it reaches the model is not counted at all, as in Triton.
     Other,
 }
 

@@ -46,6 +46,7 @@ SHUTDOWN_TIMEOUT_S = 30.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _STARTED_HTTP = re.compile(r"Started HTTPService at (\[[^\]]+\]|[^\s:]+):(\d+)")
 _STARTED_GRPC = re.compile(r"Started GRPCInferenceService at (\[[^\]]+\]|[^\s:]+):(\d+)")
+_STARTED_METRICS = re.compile(r"Started Metrics Service at (\[[^\]]+\]|[^\s:]+):(\d+)")
 # How long after the HTTP line the gRPC line may still come (both are printed at startup).
 GRPC_LINE_GRACE_S = 10.0
 
@@ -100,6 +101,20 @@ class Server:
         self.grpc_host, self.grpc_port = _client_host(m.group(1)), int(m.group(2))
         assert self.grpc_port > 0, f"server reported gRPC port 0\n{self.describe()}"
         return True
+
+    @property
+    def metrics_hostport(self) -> str:
+        """HOST:PORT of the metrics endpoint, from its `Started Metrics Service at` line (waits
+        a little for it; fails when the server has none, e.g. --allow-metrics=false)."""
+        deadline = time.monotonic() + GRPC_LINE_GRACE_S
+        while True:
+            m = _STARTED_METRICS.search(self.log())
+            if m:
+                return f"{_client_host(m.group(1))}:{int(m.group(2))}"
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no 'Started Metrics Service at HOST:PORT' in the log\n{self.describe()}")
+            time.sleep(0.05)
 
     def _wait_grpc_line(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

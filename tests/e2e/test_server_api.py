@@ -28,7 +28,7 @@ TRITON_EXTENSIONS = [
 ]
 
 # What Ferrite implements so far, in Triton's order: it claims no extension it lacks
-# (sequence, trace, logging... join the list as they land). The shared memory extensions are
+# (sequence... join the list as they land). The shared memory extensions are
 # claimed whether or not --allow-client-shm lets clients use them, as Triton always claims them.
 FERRITE_EXTENSIONS = [
     "classification",
@@ -39,6 +39,8 @@ FERRITE_EXTENSIONS = [
     "binary_tensor_data",
     "parameters",
     "statistics",
+    "trace",
+    "logging",
 ]
 
 

@@ -3,6 +3,7 @@
 //! for the life of the process; models and instances come and go.
 
 mod host_api;
+pub mod memory;
 
 use std::collections::BTreeMap;
 use std::ffi::c_void;

@@ -116,7 +116,7 @@ impl InferError {
 
 fn log_failure(id: &str, e: &Error) {
     let id = if id.is_empty() { "<id_unknown>" } else { id };
-    tracing::debug!("[request id: {id}] Infer failed: {}", e.message());
+    tracing::debug!(request_id = id, "Infer failed: {}", e.message());
 }
 
 /// A count and a total duration, as a protobuf message.
@@ -514,18 +514,118 @@ impl GrpcInferenceService for Frontend {
         )
     }
 
-    /// Triton built without tracing answers this.
-    async fn trace_setting(&self, _: Request<TraceSettingRequest>) -> Reply<TraceSettingResponse> {
-        Err(to_status(&Error::unavailable(
-            "the server does not support trace",
-        )))
+    /// The trace extension: the global settings, or a model's (`model_name`); a setting with
+    /// no value falls back to the global one.
+    async fn trace_setting(
+        &self,
+        request: Request<TraceSettingRequest>,
+    ) -> Reply<TraceSettingResponse> {
+        let r = request.into_inner();
+        let model = (!r.model_name.is_empty()).then_some(r.model_name.as_str());
+        let server = &self.inner.server;
+        let settings = if r.settings.is_empty() {
+            server.trace_settings(model)
+        } else {
+            let update = ferrite_core::TraceUpdate {
+                settings: r
+                    .settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), (!v.value.is_empty()).then(|| v.value.clone())))
+                    .collect(),
+            };
+            server.update_trace_settings(model, &update)
+        }
+        .map_err(|e| to_status(&e))?;
+        let settings = settings
+            .to_map()
+            .into_iter()
+            .map(|(k, value)| {
+                (
+                    k.to_string(),
+                    trace_setting_response::SettingValue { value },
+                )
+            })
+            .collect();
+        Ok(Response::new(TraceSettingResponse { settings }))
     }
 
-    /// Triton built without dynamic logging answers this.
-    async fn log_settings(&self, _: Request<LogSettingsRequest>) -> Reply<LogSettingsResponse> {
-        Err(to_status(&Error::unavailable(
-            "the server does not support dynamic logging",
-        )))
+    /// The logging extension: an empty map reads the settings, others change them.
+    async fn log_settings(
+        &self,
+        request: Request<LogSettingsRequest>,
+    ) -> Reply<LogSettingsResponse> {
+        use log_settings_request::setting_value::ParameterChoice as In;
+        use log_settings_response::SettingValue;
+        use log_settings_response::setting_value::ParameterChoice as Out;
+        let r = request.into_inner();
+        let server = &self.inner.server;
+        let settings = if r.settings.is_empty() {
+            server.log_settings()
+        } else {
+            let mut update = ferrite_core::LogUpdate::default();
+            for (key, value) in &r.settings {
+                let want = |kind: &str| {
+                    to_status(&Error::invalid_arg(format!(
+                        "expect {kind} for log setting '{key}'"
+                    )))
+                };
+                let v = value.parameter_choice.as_ref();
+                match key.as_str() {
+                    "log_info" | "log_warning" | "log_error" => {
+                        let Some(In::BoolParam(b)) = v else {
+                            return Err(want("bool_param"));
+                        };
+                        let slot = match key.as_str() {
+                            "log_info" => &mut update.log_info,
+                            "log_warning" => &mut update.log_warning,
+                            _ => &mut update.log_error,
+                        };
+                        *slot = Some(*b);
+                    }
+                    "log_verbose_level" => {
+                        let Some(In::Uint32Param(n)) = v else {
+                            return Err(want("uint32_param"));
+                        };
+                        update.log_verbose_level = Some(*n);
+                    }
+                    "log_format" | "log_file" => {
+                        let Some(In::StringParam(text)) = v else {
+                            return Err(want("string_param"));
+                        };
+                        if key == "log_format" {
+                            update.log_format = Some(text.clone());
+                        } else {
+                            update.log_file = Some(text.clone());
+                        }
+                    }
+                    other => {
+                        return Err(to_status(&Error::invalid_arg(format!(
+                            "log setting '{other}' is unknown (log_file, log_info, log_warning, log_error, log_verbose_level, log_format)"
+                        ))));
+                    }
+                }
+            }
+            server.update_log_settings(&update)
+        }
+        .map_err(|e| to_status(&e))?;
+        let value = |c: Out| SettingValue {
+            parameter_choice: Some(c),
+        };
+        let settings = [
+            ("log_file", value(Out::StringParam(settings.log_file))),
+            ("log_info", value(Out::BoolParam(settings.log_info))),
+            ("log_warning", value(Out::BoolParam(settings.log_warning))),
+            ("log_error", value(Out::BoolParam(settings.log_error))),
+            (
+                "log_verbose_level",
+                value(Out::Uint32Param(settings.log_verbose_level)),
+            ),
+            ("log_format", value(Out::StringParam(settings.log_format))),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Ok(Response::new(LogSettingsResponse { settings }))
     }
 }
 

@@ -175,7 +175,7 @@ impl Names {
 
 fn log_failure(id: &str, e: &Error) {
     let id = if id.is_empty() { "<id_unknown>" } else { id };
-    tracing::debug!("[request id: {id}] Infer failed: {}", e.message());
+    tracing::debug!(request_id = id, "Infer failed: {}", e.message());
 }
 
 /// Runs one request and sends its responses to `sink`; gives up when the client goes away.

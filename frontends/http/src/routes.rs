@@ -95,6 +95,12 @@ enum Route<'a> {
         region: Option<&'a str>,
         action: ShmAction,
     },
+    /// `/v2/logging`: the logging extension.
+    Logging,
+    /// `/v2/trace/setting`, `/v2/models/{name}/trace/setting`: the trace extension.
+    Trace {
+        model: Option<&'a str>,
+    },
     NotFound,
 }
 
@@ -118,6 +124,11 @@ fn route(path: &str) -> Route<'_> {
             "stats" => Some(ModelAction::Stats),
             _ => None,
         };
+        if let [name, "trace", "setting"] = segments.as_slice()
+            && !name.is_empty()
+        {
+            return Route::Trace { model: Some(name) };
+        }
         let found = match segments.as_slice() {
             [name] => Some((*name, None, ModelAction::Metadata)),
             [name, "versions", v] if is_version(v) => {
@@ -144,6 +155,8 @@ fn route(path: &str) -> Route<'_> {
         "/v2" => return Route::ServerMetadata,
         "/v2/health/live" => return Route::Health { ready: false },
         "/v2/health/ready" => return Route::Health { ready: true },
+        "/v2/logging" => return Route::Logging,
+        "/v2/trace/setting" => return Route::Trace { model: None },
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/v2/repository/") {
@@ -352,10 +365,117 @@ impl Frontend {
                 region,
                 action,
             } => self.shared_memory(request, cuda, region, action).await,
+            Route::Logging => self.logging(request).await,
+            Route::Trace { model } => self.trace_setting(request, model).await,
             Route::NotFound => {
                 tracing::debug!("HTTP error: {method} {path} - 404");
                 reply::not_found()
             }
+        }
+    }
+
+    /// The logging extension: GET the settings, POST changes (any subset, JSON object).
+    async fn logging<B>(&self, request: Request<B>) -> Reply
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Display,
+    {
+        let method = request.method().clone();
+        if method != Method::GET && method != Method::POST {
+            return reply::method_not_allowed(Kind::Json);
+        }
+        let server = &self.inner.server;
+        let settings = if method == Method::GET {
+            server.log_settings()
+        } else {
+            let body = match read_body(request.into_body(), self.inner.options.max_input_size).await
+            {
+                Ok(b) => b,
+                Err(e) => return reply::core_error(Kind::Json, &e.into_error()),
+            };
+            let doc: serde_json::Value = match serde_json::from_slice(&body) {
+                Ok(d) => d,
+                Err(e) => {
+                    return reply::error(
+                        StatusCode::BAD_REQUEST,
+                        Kind::Json,
+                        &format!("failed to parse the request JSON buffer: {e}"),
+                    );
+                }
+            };
+            match log_update(&doc) {
+                Ok(update) => server.update_log_settings(&update),
+                Err(e) => Err(e),
+            }
+        };
+        match settings {
+            Ok(s) => {
+                let body = serde_json::json!({
+                    "log_file": s.log_file,
+                    "log_info": s.log_info,
+                    "log_warning": s.log_warning,
+                    "log_error": s.log_error,
+                    "log_verbose_level": s.log_verbose_level,
+                    "log_format": s.log_format,
+                });
+                reply::json(StatusCode::OK, body.to_string().into_bytes())
+            }
+            Err(e) => reply::core_error(Kind::Json, &e),
+        }
+    }
+
+    /// The trace extension: GET a scope's settings, POST changes (strings, lists of strings,
+    /// or null to fall back to the global value for a model).
+    async fn trace_setting<B>(&self, request: Request<B>, model: Option<&str>) -> Reply
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Display,
+    {
+        let method = request.method().clone();
+        if method != Method::GET && method != Method::POST {
+            return reply::method_not_allowed(Kind::Json);
+        }
+        let server = &self.inner.server;
+        let settings = if method == Method::GET {
+            server.trace_settings(model)
+        } else {
+            let body = match read_body(request.into_body(), self.inner.options.max_input_size).await
+            {
+                Ok(b) => b,
+                Err(e) => return reply::core_error(Kind::Json, &e.into_error()),
+            };
+            let doc: serde_json::Value = match serde_json::from_slice(&body) {
+                Ok(d) => d,
+                Err(e) => {
+                    return reply::error(
+                        StatusCode::BAD_REQUEST,
+                        Kind::Json,
+                        &format!("failed to parse the request JSON buffer: {e}"),
+                    );
+                }
+            };
+            match trace_update(&doc) {
+                Ok(update) => server.update_trace_settings(model, &update),
+                Err(e) => Err(e),
+            }
+        };
+        match settings {
+            Ok(s) => {
+                let mut body = serde_json::Map::new();
+                for (key, values) in s.to_map() {
+                    let value = if key == "trace_level" {
+                        serde_json::json!(values)
+                    } else {
+                        serde_json::json!(values.into_iter().next().unwrap_or_default())
+                    };
+                    body.insert(key.to_string(), value);
+                }
+                reply::json(
+                    StatusCode::OK,
+                    serde_json::Value::Object(body).to_string().into_bytes(),
+                )
+            }
+            Err(e) => reply::core_error(Kind::Json, &e),
         }
     }
 
@@ -842,17 +962,18 @@ impl Frontend {
                 &mut request.parameters,
             );
         }
+        let request_id = request.id.clone();
         let mut stream = match self.inner.server.infer(request) {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!("infer on '{name}' failed: {}", e.message());
+                tracing::debug!(request_id, "infer on '{name}' failed: {}", e.message());
                 return reply::core_error(Kind::Json, &e);
             }
         };
         let response = match stream.recv().await {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
-                tracing::debug!("infer on '{name}' failed: {}", e.message());
+                tracing::debug!(request_id, "infer on '{name}' failed: {}", e.message());
                 return reply::core_error(Kind::Plain, &e);
             }
             None => {
@@ -928,6 +1049,80 @@ fn connection_header<B>(request: &Request<B>) -> Option<&'static str> {
         Version::HTTP_10 if has("keep-alive") => Some("keep-alive"),
         _ => None,
     }
+}
+
+/// A trace extension update: each setting a string, a list of strings, a number or null.
+fn trace_update(doc: &serde_json::Value) -> Result<ferrite_core::TraceUpdate, Error> {
+    let serde_json::Value::Object(members) = doc else {
+        return Err(Error::invalid_arg(
+            "the trace settings must be a JSON object",
+        ));
+    };
+    let mut update = ferrite_core::TraceUpdate::default();
+    for (key, value) in members {
+        let one = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            _ => Err(Error::invalid_arg(format!(
+                "expect a string or a list of strings for trace setting '{key}'"
+            ))),
+        };
+        let values = match value {
+            serde_json::Value::Null => None,
+            serde_json::Value::Array(items) => {
+                Some(items.iter().map(one).collect::<Result<Vec<_>, _>>()?)
+            }
+            v => Some(vec![one(v)?]),
+        };
+        update.settings.push((key.clone(), values));
+    }
+    Ok(update)
+}
+
+/// A logging extension update: an object of Triton's setting names, each of its type.
+fn log_update(doc: &serde_json::Value) -> Result<ferrite_core::LogUpdate, Error> {
+    let serde_json::Value::Object(members) = doc else {
+        return Err(Error::invalid_arg("the log settings must be a JSON object"));
+    };
+    let mut update = ferrite_core::LogUpdate::default();
+    for (key, value) in members {
+        let boolean = || {
+            value.as_bool().ok_or_else(|| {
+                Error::invalid_arg(format!("expect boolean for log setting '{key}'"))
+            })
+        };
+        let string = || {
+            value
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::invalid_arg(format!("expect string for log setting '{key}'")))
+        };
+        match key.as_str() {
+            "log_info" => update.log_info = Some(boolean()?),
+            "log_warning" => update.log_warning = Some(boolean()?),
+            "log_error" => update.log_error = Some(boolean()?),
+            "log_verbose_level" => {
+                update.log_verbose_level = Some(
+                    value
+                        .as_u64()
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| {
+                            Error::invalid_arg(format!(
+                                "expect unsigned integer for log setting '{key}'"
+                            ))
+                        })?,
+                );
+            }
+            "log_format" => update.log_format = Some(string()?),
+            "log_file" => update.log_file = Some(string()?),
+            other => {
+                return Err(Error::invalid_arg(format!(
+                    "log setting '{other}' is unknown (log_file, log_info, log_warning, log_error, log_verbose_level, log_format)"
+                )));
+            }
+        }
+    }
+    Ok(update)
 }
 
 /// A load request's `parameters`: `config` (a string holding ModelConfig JSON) and

@@ -7,12 +7,16 @@ mod table;
 mod validate;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_core::{ModelControlMode, ModelState, Server};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
+    // Before any thread: large blocks (model weights) mapped and returned to the system when
+    // freed, so unloading gives memory back (see ferrite_core::driver::memory).
+    ferrite_core::driver::memory::tune_allocator(128 * 1024, 0);
     let args: Vec<String> = std::env::args().collect();
     // `ferrite validate ...`: check repositories without serving (see validate.rs).
     if args.get(1).map(String::as_str) == Some("validate") {
@@ -26,11 +30,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    logging::init(&options);
+    let logging = match logging::init(&options) {
+        Ok(l) => l,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    match run(options) {
+    match run(options, logging) {
         Ok(code) => code,
         Err(message) => {
             tracing::error!("{message}");
@@ -40,10 +50,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(options: options::Options) -> Result<ExitCode, String> {
+fn run(options: options::Options, logging: Arc<logging::Logging>) -> Result<ExitCode, String> {
     let core_options = options.core_options()?;
     let server =
         Server::start(core_options).map_err(|e| format!("creating server: {}", e.chain()))?;
+    server.set_log_control(logging);
 
     let rows: Vec<Vec<String>> = server
         .index(false)
@@ -203,6 +214,24 @@ async fn serve(server: Server, options: &options::Options) -> Result<(), String>
     }
     if tasks.is_empty() {
         return Err("no service is enabled (--allow-http=false and --allow-grpc=false)".into());
+    }
+    if options.allow_metrics {
+        let listener = bind(
+            "Metrics Service",
+            options.metrics_address(),
+            options.metrics_port,
+        )
+        .await?;
+        let (server, stop, metrics_options) =
+            (server.clone(), shutdown(), options.metrics_options());
+        tasks.push((
+            "Metrics",
+            tokio::spawn(async move {
+                ferrite_metrics::serve(server, metrics_options, listener, stop)
+                    .await
+                    .map_err(|e| e.to_string())
+            }),
+        ));
     }
 
     wait_for_signal().await;

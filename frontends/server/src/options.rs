@@ -28,14 +28,6 @@ const NOT_YET: &[&str] = &[
     "grpc-restricted-protocol",
     "allow-gpu-metrics",
     "model-load-retry-count",
-    "log-file",
-    "log-format",
-    "trace-config",
-    "trace-file",
-    "trace-level",
-    "trace-rate",
-    "trace-count",
-    "trace-log-frequency",
     "http-restricted-api",
     "reuse-http-port",
     "reuse-grpc-port",
@@ -231,6 +223,39 @@ struct Flags {
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_error: Option<bool>,
+    /// Trace setting [triton,]KEY=VALUE (repeatable): file, level, rate, count,
+    /// log_frequency.
+    #[arg(long, value_name = "[MODE,]KEY=VALUE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    trace_config: Vec<String>,
+    /// Trace file (same as --trace-config triton,file=PATH).
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_file: Option<String>,
+    /// Trace level: OFF or TIMESTAMPS (repeatable).
+    #[arg(long, value_name = "LEVEL")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    trace_level: Vec<String>,
+    /// Trace one request in N.
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_rate: Option<u64>,
+    /// Traces to take (-1: no limit).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_count: Option<i64>,
+    /// Write traces every N traces to <file>.<index> (0: all to <file> at exit).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_log_frequency: Option<u64>,
+    /// Append log lines to this file instead of stderr.
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_file: Option<PathBuf>,
+    /// Log line format: default, ISO8601 or json.
+    #[arg(long, value_name = "FORMAT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_format: Option<String>,
 }
 
 /// A list given as one value or many (`model_repository = "/m"` or `["/a", "/b"]`; a single
@@ -293,6 +318,16 @@ pub struct Options {
     pub log_info: bool,
     pub log_warning: bool,
     pub log_error: bool,
+    pub log_file: Option<PathBuf>,
+    pub log_format: String,
+    #[serde(deserialize_with = "one_or_many")]
+    pub trace_config: Vec<String>,
+    pub trace_file: Option<String>,
+    #[serde(deserialize_with = "one_or_many")]
+    pub trace_level: Vec<String>,
+    pub trace_rate: u64,
+    pub trace_count: i64,
+    pub trace_log_frequency: u64,
 }
 
 impl Default for Options {
@@ -335,6 +370,14 @@ impl Default for Options {
             log_info: true,
             log_warning: true,
             log_error: true,
+            log_file: None,
+            log_format: "default".into(),
+            trace_config: Vec::new(),
+            trace_file: None,
+            trace_level: Vec::new(),
+            trace_rate: 1000,
+            trace_count: -1,
+            trace_log_frequency: 0,
         }
     }
 }
@@ -491,6 +534,7 @@ impl Options {
             },
             load_timeout: Duration::from_secs(self.model_load_timeout_secs.max(1)),
             histograms: self.histograms()?.map(std::sync::Arc::new),
+            trace: self.trace()?,
             allow_client_shm: self.allow_client_shm,
         })
     }
@@ -539,6 +583,57 @@ impl Options {
         Ok(on.then_some(bounds))
     }
 
+    /// The global trace settings: the --trace-* flags, then --trace-config (which wins).
+    pub fn trace(&self) -> Result<ferrite_core::TraceSettings, String> {
+        let mut t = ferrite_core::TraceSettings {
+            trace_file: self.trace_file.clone().unwrap_or_default(),
+            trace_rate: self.trace_rate,
+            trace_count: self.trace_count,
+            log_frequency: self.trace_log_frequency,
+            ..Default::default()
+        };
+        if !self.trace_level.is_empty() {
+            t.trace_level = self.trace_level.clone();
+        }
+        for item in &self.trace_config {
+            let setting = match item.split_once(',') {
+                Some((mode, rest)) if !mode.contains('=') => {
+                    if mode != "triton" {
+                        return Err(format!(
+                            "--trace-config '{item}': trace mode '{mode}' is not supported (triton)"
+                        ));
+                    }
+                    rest
+                }
+                _ => item.as_str(),
+            };
+            let (key, value) = setting.split_once('=').ok_or_else(|| {
+                format!("--trace-config '{item}' must look like [triton,]<key>=<value>")
+            })?;
+            let number = |v: &str| {
+                v.parse::<i64>()
+                    .map_err(|_| format!("--trace-config {key}: '{v}' is not a number"))
+            };
+            match key {
+                "file" => t.trace_file = value.to_string(),
+                "level" => t.trace_level = vec![value.to_uppercase()],
+                "rate" => t.trace_rate = number(value)?.max(1) as u64,
+                "count" => t.trace_count = number(value)?,
+                "log_frequency" | "log-frequency" => t.log_frequency = number(value)?.max(0) as u64,
+                other => {
+                    return Err(format!(
+                        "--trace-config: unknown key '{other}' (file, level, rate, count, log_frequency)"
+                    ));
+                }
+            }
+        }
+        let on = t.trace_level.iter().any(|l| l == "TIMESTAMPS");
+        if on && t.trace_file.is_empty() {
+            return Err("tracing is on (--trace-level TIMESTAMPS) but no trace file is set (--trace-file or --trace-config triton,file=PATH)".into());
+        }
+        Ok(t)
+    }
+
     /// `--model-control-mode`.
     pub fn control_mode(&self) -> Result<ModelControlMode, String> {
         ModelControlMode::parse(&self.model_control_mode).ok_or_else(|| {
@@ -575,6 +670,21 @@ impl Options {
             header_forward: forward(&self.http_header_forward_pattern)?,
             ..Default::default()
         })
+    }
+
+    /// The metrics endpoint's address: `--metrics-address`, else `--http-address`.
+    pub fn metrics_address(&self) -> &str {
+        self.metrics_address
+            .as_deref()
+            .unwrap_or(&self.http_address)
+    }
+
+    /// The metrics endpoint's settings.
+    pub fn metrics_options(&self) -> ferrite_metrics::MetricsOptions {
+        ferrite_metrics::MetricsOptions {
+            cpu_metrics: self.allow_cpu_metrics,
+            interval: Duration::from_millis(self.metrics_interval_ms.max(1)),
+        }
     }
 
     /// REST and gRPC on the same port (both enabled, same port and address).
@@ -626,6 +736,18 @@ impl Options {
             vec![
                 "grpc_address".into(),
                 format!("{}:{}", self.grpc_address, self.grpc_port),
+            ],
+            vec![
+                "allow_metrics".into(),
+                u8::from(self.allow_metrics).to_string(),
+            ],
+            vec![
+                "metrics_address".into(),
+                format!("{}:{}", self.metrics_address(), self.metrics_port),
+            ],
+            vec![
+                "metrics_interval_ms".into(),
+                self.metrics_interval_ms.to_string(),
             ],
             vec![
                 "allow_client_shm".into(),
@@ -747,8 +869,8 @@ mod tests {
         jailed(|_| {
             let (o, w) = Options::load(&args(&[
                 "--model-repository=/m",
-                "--trace-rate",
-                "10",
+                "--rate-limit",
+                "execution_count",
                 "--allow-gpu-metrics",
                 "--grpc-port",
                 "9001",
@@ -757,7 +879,7 @@ mod tests {
             assert_eq!(o.http_port, 8000);
             assert_eq!(o.grpc_port, 9001);
             assert_eq!(w.len(), 2, "{w:?}");
-            assert!(w[0].contains("--trace-rate=10"));
+            assert!(w[0].contains("--rate-limit=execution_count"));
         });
     }
 

@@ -64,6 +64,7 @@ impl Server {
             .arg(&target)
             .args(["--http-address", "127.0.0.1", "--http-port", "0"])
             .args(["--grpc-address", "127.0.0.1", "--grpc-port", "0"])
+            .args(["--metrics-port", "0"])
             .arg("--allow-client-shm=true")
             // Tests end with idle kept-alive connections still open; don't wait on them.
             .args(["--exit-timeout-secs", "1"])

@@ -68,6 +68,12 @@ impl ServerProcess {
             } else {
                 &["--grpc-port", "0"][..]
             })
+            // And a free metrics port: 8002 may be taken too.
+            .args(if extra.iter().any(|a| a.starts_with("--metrics-port")) {
+                &[][..]
+            } else {
+                &["--metrics-port", "0"][..]
+            })
             .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
