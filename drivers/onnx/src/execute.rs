@@ -78,8 +78,12 @@ fn execute_batched(
         .collect();
     let mut inputs = Vec::with_capacity(names.len());
     let mut batch_sizes = Vec::new();
-    for name in &names {
-        let g = batch.gather(name)?;
+    if instance.scratch.len() < names.len() {
+        instance.scratch.resize_with(names.len(), Vec::new);
+    }
+    let OnnxInstance { session, scratch } = instance;
+    for (name, buf) in names.iter().zip(scratch.iter_mut()) {
+        let g = batch.gather_into(name, buf)?;
         batch_sizes = g.batch_sizes.clone();
         inputs.push(Input {
             name,
@@ -91,7 +95,7 @@ fn execute_batched(
     let requests: Vec<_> = batch.requests().collect();
     let wanted = |name: &str| requests.iter().any(|r| r.wants_output(name));
     batch.mark_infer_start();
-    let outputs = run(&mut instance.session, &model.name, &inputs, &wanted)?;
+    let outputs = run(session, &model.name, &inputs, &wanted)?;
     batch.mark_infer_end();
     let mut responses: Vec<Response> = (0..batch.len())
         .map(|i| batch.respond(i))

@@ -121,6 +121,8 @@ impl Threads {
 /// One instance: its own session (`Session::run` takes `&mut self`).
 pub struct OnnxInstance {
     pub session: Session,
+    /// Gathered batch inputs, one buffer per input, kept from one batch to the next.
+    pub scratch: Vec<Vec<u8>>,
 }
 
 /// The model file of a version: `default_model_filename` (default `model.onnx`).
@@ -223,7 +225,10 @@ pub fn create_instance(
         Some(session) => session,
         None => open_session(env, &model.file, threads, providers)?,
     };
-    Ok(OnnxInstance { session })
+    Ok(OnnxInstance {
+        session,
+        scratch: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -256,7 +256,21 @@ impl<'a> Batch<'a> {
             .requests()
             .map(|r| r.input(name))
             .collect::<Result<Vec<_>>>()?;
-        gather(name, &tensors)
+        gather(name, &tensors, None)
+    }
+
+    /// [`Batch::gather`] into a buffer the caller keeps from one batch to the next (an
+    /// instance's scratch space), so a large batch is not allocated, and mapped and unmapped
+    /// by the C allocator, every time. A single request is still borrowed, not copied.
+    pub fn gather_into<'s>(&self, name: &str, scratch: &'s mut Vec<u8>) -> Result<Gathered<'s>>
+    where
+        'a: 's,
+    {
+        let tensors = self
+            .requests()
+            .map(|r| r.input(name))
+            .collect::<Result<Vec<_>>>()?;
+        gather(name, &tensors, Some(scratch))
     }
 
     /// Splits `data` (shape `[sum of batch sizes, ...]`) back along the first dimension into
@@ -292,7 +306,11 @@ pub struct Gathered<'a> {
     pub data: Cow<'a, [u8]>,
 }
 
-fn gather<'a>(name: &str, tensors: &[Tensor<'a>]) -> Result<Gathered<'a>> {
+fn gather<'a>(
+    name: &str,
+    tensors: &[Tensor<'a>],
+    scratch: Option<&'a mut Vec<u8>>,
+) -> Result<Gathered<'a>> {
     let first = tensors
         .first()
         .ok_or_else(|| Error::internal("gather over an empty batch"))?;
@@ -318,14 +336,24 @@ fn gather<'a>(name: &str, tensors: &[Tensor<'a>]) -> Result<Gathered<'a>> {
     }
     let mut shape = first.shape.to_vec();
     shape[0] = rows;
-    let data = if tensors.len() == 1 {
-        Cow::Borrowed(first.data)
-    } else {
-        let mut buf = Vec::with_capacity(tensors.iter().map(|t| t.data.len()).sum());
-        for t in tensors {
-            buf.extend_from_slice(t.data);
+    let total: usize = tensors.iter().map(|t| t.data.len()).sum();
+    let data = match scratch {
+        _ if tensors.len() == 1 => Cow::Borrowed(first.data),
+        Some(buf) => {
+            buf.clear();
+            buf.reserve(total);
+            for t in tensors {
+                buf.extend_from_slice(t.data);
+            }
+            Cow::Borrowed(&buf[..])
         }
-        Cow::Owned(buf)
+        None => {
+            let mut buf = Vec::with_capacity(total);
+            for t in tensors {
+                buf.extend_from_slice(t.data);
+            }
+            Cow::Owned(buf)
+        }
     };
     Ok(Gathered {
         datatype: first.datatype,
@@ -410,18 +438,38 @@ mod tests {
     fn gather_borrows_one_and_concatenates_many() {
         let a = [1u8, 0, 0, 0, 2, 0, 0, 0];
         let b = [3u8, 0, 0, 0];
-        let one = gather("x", &[t(&[1, 2], &a)]).unwrap();
+        let one = gather("x", &[t(&[1, 2], &a)], None).unwrap();
         assert!(matches!(one.data, Cow::Borrowed(_)));
-        let g = gather("x", &[t(&[2, 1], &a), t(&[1, 1], &b)]).unwrap();
+        let g = gather("x", &[t(&[2, 1], &a), t(&[1, 1], &b)], None).unwrap();
         assert_eq!(g.shape, vec![3, 1]);
         assert_eq!(g.batch_sizes, vec![2, 1]);
         assert_eq!(&g.data[..], &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
     }
 
     #[test]
+    fn gather_into_reuses_the_scratch_buffer() {
+        let a = [1u8, 0, 0, 0, 2, 0, 0, 0];
+        let b = [3u8, 0, 0, 0];
+        let mut scratch = Vec::with_capacity(64);
+        scratch.extend_from_slice(&[9; 5]); // left over from an earlier batch
+        let ptr = scratch.as_ptr();
+        let g = gather("x", &[t(&[2, 1], &a), t(&[1, 1], &b)], Some(&mut scratch)).unwrap();
+        assert!(matches!(g.data, Cow::Borrowed(_)));
+        assert_eq!(&g.data[..], &[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
+        assert_eq!(g.data.as_ptr(), ptr, "no new allocation");
+        let mut scratch = Vec::new();
+        let one = gather("x", &[t(&[1, 2], &a)], Some(&mut scratch)).unwrap();
+        assert_eq!(
+            one.data.as_ptr(),
+            a.as_ptr(),
+            "a single request is borrowed"
+        );
+    }
+
+    #[test]
     fn gather_refuses_mismatched_shapes() {
         let a = [0u8; 8];
-        let err = gather("x", &[t(&[1, 2], &a), t(&[2, 1], &a)]).unwrap_err();
+        let err = gather("x", &[t(&[1, 2], &a), t(&[2, 1], &a)], None).unwrap_err();
         assert!(err.message.contains("input 'x'"), "{}", err.message);
     }
 

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 
 use ferrite_core::{LogControl, LogSettings, LogUpdate};
 use tracing::field::{Field, Visit};
+use tracing::subscriber::Interest;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::filter::DynFilterFn;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
@@ -53,6 +54,51 @@ impl Logging {
             _ => self.verbose.load(Ordering::Relaxed) >= 2,
         }
     }
+
+    /// The most verbose level any line can have now (tracing's global fast check).
+    fn max_level(&self) -> LevelFilter {
+        match self.verbose.load(Ordering::Relaxed) {
+            0 => {}
+            1 => return LevelFilter::DEBUG,
+            _ => return LevelFilter::TRACE,
+        }
+        if self.info.load(Ordering::Relaxed) {
+            LevelFilter::INFO
+        } else if self.warning.load(Ordering::Relaxed) {
+            LevelFilter::WARN
+        } else if self.error.load(Ordering::Relaxed) {
+            LevelFilter::ERROR
+        } else {
+            LevelFilter::OFF
+        }
+    }
+}
+
+/// The filter of the settings: each call site's interest is decided once (so disabled lines,
+/// such as the HTTP/2 library's many debug lines, cost nothing) and decided again when the
+/// settings change ([`tracing::callsite::rebuild_interest_cache`]).
+struct SettingsFilter(Arc<Logging>);
+
+impl<S> tracing_subscriber::layer::Filter<S> for SettingsFilter {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        self.0.enabled(meta)
+    }
+
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
+        if self.0.enabled(meta) {
+            Interest::always()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(self.0.max_level())
+    }
 }
 
 fn format_code(name: &str) -> u8 {
@@ -89,6 +135,7 @@ impl LogControl for Logging {
         self.verbose.store(s.log_verbose_level, Ordering::Relaxed);
         self.format
             .store(format_code(&s.log_format), Ordering::Relaxed);
+        tracing::callsite::rebuild_interest_cache();
         tracing::info!(
             "log settings: info {}, warning {}, error {}, verbose level {}, format {}",
             s.log_info,
@@ -320,8 +367,7 @@ pub fn init(options: &Options) -> Result<Arc<Logging>, String> {
             .with(fmt.with_filter(EnvFilter::new(directives)))
             .try_init(),
         None => {
-            let settings = Arc::clone(&logging);
-            let filter = DynFilterFn::new(move |meta, _| settings.enabled(meta));
+            let filter = SettingsFilter(Arc::clone(&logging));
             registry.with(fmt.with_filter(filter)).try_init()
         }
     };

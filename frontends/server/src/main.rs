@@ -14,9 +14,14 @@ use ferrite_core::{ModelControlMode, ModelState, Server};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
-    // Before any thread: large blocks (model weights) mapped and returned to the system when
-    // freed, so unloading gives memory back (see ferrite_core::driver::memory).
-    ferrite_core::driver::memory::tune_allocator(128 * 1024, 0);
+    // Before any thread: blocks of 1 MiB and more (model weights) mapped and returned to the
+    // system when freed, so unloading gives memory back (see ferrite_core::driver::memory).
+    // Request-sized buffers stay below it (a 224x224x3 FP32 image is 588 KiB) and batches
+    // are gathered into per-instance scratch space, so serving does not map per request.
+    ferrite_core::driver::memory::tune_allocator(
+        1 << 20,
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    );
     let args: Vec<String> = std::env::args().collect();
     // `ferrite validate ...`: check repositories without serving (see validate.rs).
     if args.get(1).map(String::as_str) == Some("validate") {
