@@ -361,14 +361,18 @@ pub fn init(options: &Options) -> Result<Arc<Logging>, String> {
         .with_writer(move || sink.clone())
         .event_format(Format(Arc::clone(&logging)));
     let env = std::env::var("FERRITE_LOG").ok().filter(|v| !v.is_empty());
-    let registry = tracing_subscriber::registry().with(RequestIdLayer);
+    // The filter covers both layers: with a layer that has none, every call site of every
+    // library (h2's frame-by-frame lines among them) would be enabled for the subscriber,
+    // creating spans and events only to drop them, at a cost on every request.
+    let layers = RequestIdLayer.and_then(fmt);
+    let registry = tracing_subscriber::registry();
     let _ = match env {
         Some(directives) => registry
-            .with(fmt.with_filter(EnvFilter::new(directives)))
+            .with(layers.with_filter(EnvFilter::new(directives)))
             .try_init(),
         None => {
             let filter = SettingsFilter(Arc::clone(&logging));
-            registry.with(fmt.with_filter(filter)).try_init()
+            registry.with(layers.with_filter(filter)).try_init()
         }
     };
     Ok(logging)
