@@ -484,3 +484,52 @@ def test_dashboard_uses_only_emitted_metrics(traffic):
         for group in re.findall(r"by \(([^)]*)\)", text):
             for label in (x.strip() for x in group.split(",")):
                 assert label in labels, f"{label} in {text}"
+
+
+def test_a_request_whose_client_gave_up_counts_as_canceled(ferrite):
+    # A lone request waits up to 1 s for a batch; its gRPC deadline (200 ms) passes first:
+    # the client gives up, the request leaves the queue without running, reason CANCELED.
+    repo = ferrite.repo()
+    u.add_model_with_config(repo, "simple_slow", _config("simple_slow", """dynamic_batching {
+  preferred_batch_size: [ 8 ]
+  max_queue_delay_microseconds: 1000000
+}
+instance_group [ { count: 1, kind: KIND_CPU } ]"""))
+    srv = ferrite.start([repo])
+    client = grpcclient.InferenceServerClient(srv.grpc_hostport)
+    a, b = u.simple_pair()
+    inputs = u.grpc_inputs(("INPUT0", a, "INT32"), ("INPUT1", b, "INT32"))
+    with pytest.raises(Exception) as e:
+        client.infer("simple_slow", inputs, client_timeout=0.2)
+    assert "Deadline" in str(e.value) or "DEADLINE" in str(e.value), e.value
+    metrics = srv.metrics_hostport
+
+    def canceled() -> float:
+        return scrape(metrics).value("nv_inference_request_failure", model="simple_slow",
+                                     reason="CANCELED", version="1")
+    wait_for("the CANCELED count", lambda: canceled() == 1)
+    s = scrape(metrics)
+    v = lambda name, **kw: s.value(name, model="simple_slow", version="1", **kw)  # noqa: E731
+    assert v("nv_inference_exec_count") == 0
+    assert v("nv_inference_request_success") == 0
+    assert stats(srv.hostport, "simple_slow")["inference_stats"]["fail"]["count"] == 1
+
+
+def test_a_request_the_driver_fails_counts_as_backend(ferrite):
+    # simple_string parses decimal strings inside the ONNX graph (Cast): "abc" fails there.
+    srv = ferrite.start([ferrite.repo("simple_string")])
+    good = [str(i) for i in range(16)]
+    body = {"inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "BYTES", "data": ["abc"] + good[1:]},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "BYTES", "data": good}]}
+    reply = u.post_json(srv.hostport, "/v2/models/simple_string/infer", body)
+    assert reply.status >= 400 and "Cast" in reply.json()["error"], reply
+    body["inputs"][0]["data"] = good
+    assert u.post_json(srv.hostport, "/v2/models/simple_string/infer", body).status == 200
+    s = scrape(srv.metrics_hostport)
+    v = lambda name, **kw: s.value(name, model="simple_string", version="1", **kw)  # noqa: E731
+    assert [v("nv_inference_request_failure", reason=r) for r in REASONS] == [0, 1, 0, 0]
+    assert v("nv_inference_request_success") == 1
+    assert v("nv_inference_exec_count") == 2
+    inf = stats(srv.hostport, "simple_string")["inference_stats"]
+    assert inf["fail"]["count"] == 1 and inf["success"]["count"] == 1
