@@ -31,6 +31,9 @@ MODEL_OUTPUTS=(
     configs/models/simple_int8/1/model.onnx
     configs/models/simple_string/1/model.onnx
     configs/models/simple_identity/1/model.onnx
+    configs/models/simple_sequence/1/model.onnx
+    configs/models/simple_dyna_sequence/1/model.onnx
+    configs/models/sequence_accumulator/1/model.onnx
     configs/models/efficientnet_lite0_onnx/1/model.onnx
     configs/models/efficientnet_lite0_onnx/labels.txt
     configs/images/coffee.png

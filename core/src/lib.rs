@@ -15,6 +15,7 @@ pub mod ordering;
 pub mod postprocess;
 pub mod repository;
 pub mod request;
+pub mod sequence;
 pub mod server;
 pub mod shm;
 pub mod stats;

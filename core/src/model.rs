@@ -21,8 +21,10 @@ use crate::driver::{
 use crate::ordering::OrderGate;
 use crate::postprocess::{self, OutputSpec};
 use crate::repository::{self, ModelDir};
-use crate::request::{InferenceRequest, InferenceResponse};
+use crate::request::{InferenceRequest, InferenceResponse, RequestedOutput};
+use crate::sequence::{SequenceConfig, SequenceFlags, SequenceJob, Sequencer};
 use crate::stats::{Execution, FailureReason, HistogramBounds, StatsCollector};
+use crate::tensor::Tensor;
 use crate::trace::TraceCell;
 use crate::{Error, Result, clock};
 use ferrite_proto::inference::model_config::SchedulingChoice;
@@ -45,6 +47,8 @@ struct Job {
     admission: Option<(Admission, QueuePlace)>,
     /// A sampled request's timeline (the trace extension).
     trace: Option<Arc<TraceCell>>,
+    /// A request of a stateful model: its sequence.
+    sequence: Option<SequenceFlags>,
     /// Counts the request as pending until it leaves the queue (dropped with the job, or
     /// when `run_batch` takes the job apart).
     _pending: Pending,
@@ -80,6 +84,38 @@ impl Job {
             FailureReason::Rejected
         };
         self.sink.fail(error, reason);
+        self.sink.flush();
+    }
+}
+
+impl SequenceJob for Job {
+    fn flags(&self) -> &SequenceFlags {
+        self.sequence
+            .as_ref()
+            .expect("a sequence model's job has its flags")
+    }
+
+    fn prepare(&mut self, inputs: Vec<Tensor>, state_out: Arc<parking_lot::Mutex<Vec<Tensor>>>) {
+        let state_names: Vec<String> = self.sink.shared.state_outputs.to_vec();
+        // The driver must produce the state outputs even when the client names its outputs.
+        if !self.request.outputs.is_empty() {
+            for name in &state_names {
+                if !self.request.outputs.iter().any(|o| &o.name == name) {
+                    self.request.outputs.push(RequestedOutput {
+                        name: name.clone(),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        self.request.inputs.extend(inputs);
+        if !state_names.is_empty() {
+            self.sink.state_out = Some(state_out);
+        }
+    }
+
+    fn fail(self, error: Error) {
+        self.sink.fail(error, FailureReason::Rejected);
         self.sink.flush();
     }
 }
@@ -125,6 +161,11 @@ impl Batchable for Job {
 enum Queue {
     Direct(Sender<Vec<Job>>),
     Batched(Sender<Job>, Arc<Queues>),
+    /// The sequence batcher, and the idle timer's stop signal (dropped with the queue).
+    Sequence {
+        sequencer: Arc<Sequencer<Job>>,
+        _stop: Sender<()>,
+    },
 }
 
 /// The parts of a loaded model its instance threads and response sinks share.
@@ -136,6 +177,8 @@ struct Shared {
     stats: StatsCollector,
     /// Requests accepted and not yet taken by an instance.
     pending: std::sync::atomic::AtomicI64,
+    /// Sequence models: the state outputs, kept by the server and not returned.
+    state_outputs: Vec<String>,
 }
 
 pub struct LoadedModel {
@@ -258,6 +301,7 @@ impl LoadedModel {
             )));
         }
 
+        let sequence = SequenceConfig::from_config(&config, &dir.path)?;
         let mut outputs = Vec::new();
         for o in &config.output {
             let labels = if o.label_filename.is_empty() {
@@ -277,6 +321,10 @@ impl LoadedModel {
             outputs,
             stats: StatsCollector::new(opts.histograms.as_deref()),
             pending: std::sync::atomic::AtomicI64::new(0),
+            state_outputs: sequence
+                .as_ref()
+                .map(|s| s.state_outputs().map(str::to_string).collect())
+                .unwrap_or_default(),
         });
         let config_json = config::to_json(&config);
         let config_text = config_json.to_string();
@@ -324,26 +372,76 @@ impl LoadedModel {
             None => crossbeam_channel::bounded::<Vec<Job>>(QUEUE_CAPACITY),
         };
         let mut threads = Vec::new();
-        for (name, instance) in instances {
-            let rx = batch_rx.clone();
+        // A sequence model's instances have a channel each: a sequence stays on its instance.
+        let mut sequencer = None;
+        let mut own_channels = Vec::new();
+        if let Some(seq_config) = sequence {
+            let mut senders = Vec::new();
+            for _ in &instances {
+                let (tx, rx) = crossbeam_channel::bounded::<Vec<Job>>(1);
+                senders.push(tx);
+                own_channels.push(rx);
+            }
+            sequencer = Some(Arc::new(Sequencer::new(
+                &dir.name,
+                seq_config,
+                senders,
+                QUEUE_CAPACITY,
+            )));
+        }
+        for (i, (name, instance)) in instances.into_iter().enumerate() {
+            let rx = match own_channels.get(i) {
+                Some(rx) => rx.clone(),
+                None => batch_rx.clone(),
+            };
             let shared = Arc::clone(&shared);
+            // Weak: the sequencer holds this instance's sender, which must close on unload.
+            let idle = sequencer.as_ref().map(|s| (Arc::downgrade(s), i));
             let thread = std::thread::Builder::new()
                 .name(format!("inst-{name}"))
-                .spawn(move || run_instance(instance, rx, shared))
+                .spawn(move || run_instance(instance, rx, shared, idle))
                 .map_err(|e| {
                     Error::internal(format!("failed to start instance thread {name}: {e}"))
                 })?;
             threads.push(thread);
         }
+        drop(own_channels);
         let order = match &config.scheduling_choice {
             Some(SchedulingChoice::DynamicBatching(db)) if db.preserve_ordering => {
                 Some(Arc::new(OrderGate::default()))
             }
             _ => None,
         };
-        let queue = match batching {
-            None => Queue::Direct(batch_tx),
-            Some((policy, queues)) => {
+        let queue = match (batching, sequencer) {
+            (_, Some(sequencer)) => {
+                // Releases the slots of idle sequences; stops when the queue is dropped.
+                let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+                let weak = Arc::downgrade(&sequencer);
+                let period = sequencer.idle_check_period();
+                let thread = std::thread::Builder::new()
+                    .name(format!("seq-{}", dir.name))
+                    .spawn(move || {
+                        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                            stop_rx.recv_timeout(period)
+                        {
+                            match weak.upgrade() {
+                                Some(s) => s.expire_idle(),
+                                None => return,
+                            }
+                        }
+                    })
+                    .map_err(|e| {
+                        Error::internal(format!("failed to start the sequence timer: {e}"))
+                    })?;
+                threads.insert(0, thread);
+                drop(batch_tx);
+                Queue::Sequence {
+                    sequencer,
+                    _stop: stop_tx,
+                }
+            }
+            (None, None) => Queue::Direct(batch_tx),
+            (Some((policy, queues)), None) => {
                 let (tx, rx) = crossbeam_channel::bounded::<Job>(QUEUE_CAPACITY);
                 let model = dir.name.clone();
                 let levels = queues.levels();
@@ -435,6 +533,7 @@ impl LoadedModel {
             received_ns,
             held: parking_lot::Mutex::new(None),
             trace: trace.clone(),
+            state_out: None,
             order: parking_lot::Mutex::new(
                 self.order
                     .as_ref()
@@ -444,6 +543,13 @@ impl LoadedModel {
         let queue = self.queue.as_ref().ok_or_else(|| {
             Error::unavailable(format!("model '{}' is unloading", self.shared.name))
         })?;
+        let sequence = match queue {
+            Queue::Sequence { .. } => Some(SequenceFlags::from_parameters(
+                &request.parameters,
+                &self.shared.name,
+            )?),
+            _ => None,
+        };
         let enqueued_at = std::time::Instant::now();
         let admission = match queue {
             Queue::Batched(_, queues) => Some(
@@ -457,7 +563,7 @@ impl LoadedModel {
                         }
                     })?,
             ),
-            Queue::Direct(_) => None,
+            Queue::Direct(_) | Queue::Sequence { .. } => None,
         };
         tracing::debug!(
             request_id = request.id.as_str(),
@@ -477,6 +583,7 @@ impl LoadedModel {
             sink,
             admission,
             trace,
+            sequence,
             _pending: Pending::new(&self.shared),
         };
         // Err(true): the queue is full; Err(false): the model is going away.
@@ -487,6 +594,9 @@ impl LoadedModel {
             Queue::Batched(tx, _) => tx
                 .try_send(job)
                 .map_err(|e| matches!(e, TrySendError::Full(_))),
+            Queue::Sequence { sequencer, .. } => {
+                return sequencer.submit(job).map(|()| rx);
+            }
         };
         match sent {
             Ok(()) => Ok(rx),
@@ -506,6 +616,15 @@ impl Drop for LoadedModel {
     /// Closes the queue; instance threads finish what was queued, then destroy their
     /// instances. The driver model is unloaded when the last instance is gone.
     fn drop(&mut self) {
+        if let Some(Queue::Sequence { sequencer, .. }) = &self.queue {
+            // Accepted requests of running sequences finish (bounded), the rest are answered.
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while sequencer.has_work() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let name = self.shared.name.clone();
+            sequencer.drain(|| Error::unavailable(format!("model '{name}' is unloading")));
+        }
         self.queue = None;
         for t in self.threads.drain(..) {
             let _ = t.join();
@@ -549,6 +668,8 @@ struct RequestSink {
     held: parking_lot::Mutex<Option<Result<InferenceResponse>>>,
     /// A sampled request's timeline: REQUEST_END when the final response goes out.
     trace: Option<Arc<TraceCell>>,
+    /// A sequence request's state outputs go here instead of to the client.
+    state_out: Option<Arc<parking_lot::Mutex<Vec<Tensor>>>>,
     /// With `preserve_ordering`: the gate and this request's ticket, given back exactly once
     /// (by flush, or by drop for a request that never got that far).
     order: parking_lot::Mutex<Option<(Arc<OrderGate>, u64)>>,
@@ -576,6 +697,21 @@ impl ResponseSink for RequestSink {
     fn send(&self, outputs: Result<Vec<RawOutput>>, final_response: bool) {
         let s = &self.shared;
         let failed_in_driver = outputs.is_err();
+        let outputs =
+            match (outputs, &self.state_out) {
+                (Ok(raw), Some(state)) => {
+                    let (kept, rest): (Vec<RawOutput>, Vec<RawOutput>) = raw
+                        .into_iter()
+                        .partition(|o| s.state_outputs.contains(&o.name));
+                    let mut state = state.lock();
+                    state.clear();
+                    state.extend(kept.into_iter().map(|o| {
+                        Tensor::new(o.name, o.datatype, o.shape, bytes::Bytes::from(o.data))
+                    }));
+                    Ok(rest)
+                }
+                (other, _) => other,
+            };
         let result = outputs
             .and_then(|raw| {
                 postprocess::finish(&s.name, &s.outputs, &self.requested, s.batching, raw)
@@ -629,7 +765,12 @@ impl ResponseSink for RequestSink {
 }
 
 /// An instance thread: takes one request at a time from the model's queue and executes it.
-fn run_instance(mut instance: DriverInstance, rx: Receiver<Vec<Job>>, shared: Arc<Shared>) {
+fn run_instance(
+    mut instance: DriverInstance,
+    rx: Receiver<Vec<Job>>,
+    shared: Arc<Shared>,
+    sequencer: Option<(std::sync::Weak<Sequencer<Job>>, usize)>,
+) {
     while let Ok(jobs) = rx.recv() {
         // A bug on the host side must fail one batch, not the instance (and with it every
         // request queued behind).
@@ -637,6 +778,12 @@ fn run_instance(mut instance: DriverInstance, rx: Receiver<Vec<Job>>, shared: Ar
             run_batch(&mut instance, &shared, jobs)
         }))
         .inspect_err(|_| tracing::error!("instance of '{}' recovered from a panic", shared.name));
+        // Sequences: the batch's requests are answered; their next ones may run.
+        if let Some((sequencer, i)) = &sequencer
+            && let Some(s) = sequencer.upgrade()
+        {
+            s.instance_idle(*i);
+        }
     }
 }
 

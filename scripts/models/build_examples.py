@@ -10,6 +10,9 @@ this script); nothing is downloaded and torch is not needed.  What it writes:
   <repo>/simple_int8/1/model.onnx              INT8 add/sub
   <repo>/simple_string/1/model.onnx            add/sub on decimal strings
   <repo>/simple_identity/1/model.onnx          STRING identity, [batch, n]
+  <repo>/simple_sequence/1/model.onnx          (INPUT + START) * READY (sequence controls)
+  <repo>/simple_dyna_sequence/1/model.onnx     (INPUT + START + END * CORRID) * READY
+  <repo>/sequence_accumulator/1/model.onnx     running sum with implicit state ACC_IN/ACC_OUT
   <repo>/efficientnet_lite0_onnx/1/model.onnx  EfficientNet-Lite0 ImageNet classifier
   <repo>/efficientnet_lite0_onnx/labels.txt    1000 ImageNet labels, index order
   <images>/coffee.png, <images>/chelsea.png    sample photos from scikit-image

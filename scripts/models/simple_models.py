@@ -7,6 +7,20 @@
                       Cast int32 -> string
 * ``simple_identity`` INPUT0 STRING [batch, n] -> OUTPUT0 (Identity)
 
+Stateful (sequence batching) models, after Triton's sequence examples.  An ONNX
+graph keeps no state of its own: the server feeds the sequence control inputs
+(``control_input`` in config.pbtxt) and, for implicit state, the state tensor.
+All tensors are INT32 [batch, 1] unless said otherwise.
+
+* ``simple_sequence``      INPUT, START, READY -> OUTPUT = (INPUT + START) * READY
+* ``simple_dyna_sequence`` INPUT, START, END, READY, CORRID (UINT64)
+                           -> OUTPUT = (INPUT + START + END * int32(CORRID)) * READY;
+                           CORRID is Cast to INT32, so ids of 2^31 and above wrap
+                           (modulo 2^32, two's complement: 2^31 -> -2^31, 2^32 + 7 -> 7)
+* ``sequence_accumulator`` INPUT, START, ACC_IN (implicit state) -> ACC_OUT =
+                           ACC_IN * (1 - START) + INPUT, OUTPUT = ACC_OUT
+                           (a running sum: 1, 2, 3 gives 1, 3, 6)
+
 Each builder also has a ``check_*`` function that runs the model with
 onnxruntime and compares with numpy.
 """
@@ -80,11 +94,70 @@ def simple_identity() -> onnx.ModelProto:
                   _io(["OUTPUT0"], TensorProto.STRING, shape), "OUTPUT0 = INPUT0 (strings)")
 
 
+SEQ_SHAPE = ["batch", 1]
+
+
+def simple_sequence() -> onnx.ModelProto:
+    """INPUT, START, READY INT32 [batch, 1] -> OUTPUT = (INPUT + START) * READY."""
+    nodes = [
+        helper.make_node("Add", ["INPUT", "START"], ["started"], name="add_start"),
+        helper.make_node("Mul", ["started", "READY"], ["OUTPUT"], name="mul_ready"),
+    ]
+    return _model("simple_sequence", nodes,
+                  _io(["INPUT", "START", "READY"], TensorProto.INT32, SEQ_SHAPE),
+                  _io(["OUTPUT"], TensorProto.INT32, SEQ_SHAPE),
+                  "OUTPUT = (INPUT + START) * READY; START and READY are sequence "
+                  "control inputs (0 or 1) the server supplies")
+
+
+def simple_dyna_sequence() -> onnx.ModelProto:
+    """INPUT, START, END, READY INT32 and CORRID UINT64 [batch, 1] ->
+    OUTPUT = (INPUT + START + END * int32(CORRID)) * READY."""
+    nodes = [
+        # uint64 -> int32 keeps the low 32 bits: ids of 2^31 and above wrap
+        helper.make_node("Cast", ["CORRID"], ["corrid_i32"], name="corrid_to_int32",
+                         to=TensorProto.INT32),
+        helper.make_node("Add", ["INPUT", "START"], ["started"], name="add_start"),
+        helper.make_node("Mul", ["END", "corrid_i32"], ["end_corrid"], name="mul_end_corrid"),
+        helper.make_node("Add", ["started", "end_corrid"], ["summed"], name="add_end_corrid"),
+        helper.make_node("Mul", ["summed", "READY"], ["OUTPUT"], name="mul_ready"),
+    ]
+    inputs = _io(["INPUT", "START", "END", "READY"], TensorProto.INT32, SEQ_SHAPE)
+    inputs += _io(["CORRID"], TensorProto.UINT64, SEQ_SHAPE)
+    return _model("simple_dyna_sequence", nodes, inputs,
+                  _io(["OUTPUT"], TensorProto.INT32, SEQ_SHAPE),
+                  "OUTPUT = (INPUT + START + END * int32(CORRID)) * READY; START, END, READY "
+                  "(0 or 1) and CORRID (uint64, cast to int32: ids >= 2^31 wrap) are sequence "
+                  "control inputs the server supplies")
+
+
+def sequence_accumulator() -> onnx.ModelProto:
+    """INPUT, START, ACC_IN INT32 [batch, 1] -> ACC_OUT = ACC_IN * (1 - START) + INPUT,
+    OUTPUT = ACC_OUT."""
+    one = helper.make_tensor("one", TensorProto.INT32, [1], [1])
+    nodes = [
+        helper.make_node("Constant", [], ["one"], name="one", value=one),
+        helper.make_node("Sub", ["one", "START"], ["keep"], name="keep"),
+        helper.make_node("Mul", ["ACC_IN", "keep"], ["kept"], name="mul_keep"),
+        helper.make_node("Add", ["kept", "INPUT"], ["ACC_OUT"], name="accumulate"),
+        helper.make_node("Identity", ["ACC_OUT"], ["OUTPUT"], name="output"),
+    ]
+    return _model("sequence_accumulator", nodes,
+                  _io(["INPUT", "START", "ACC_IN"], TensorProto.INT32, SEQ_SHAPE),
+                  _io(["OUTPUT", "ACC_OUT"], TensorProto.INT32, SEQ_SHAPE),
+                  "running sum: ACC_OUT = (START ? 0 : ACC_IN) + INPUT = ACC_IN * (1 - START) "
+                  "+ INPUT, OUTPUT = ACC_OUT; START is a sequence control input (0 or 1), "
+                  "ACC_IN/ACC_OUT the implicit state the server carries between requests")
+
+
 BUILDERS = {
     "simple": simple,
     "simple_int8": simple_int8,
     "simple_string": simple_string,
     "simple_identity": simple_identity,
+    "simple_sequence": simple_sequence,
+    "simple_dyna_sequence": simple_dyna_sequence,
+    "sequence_accumulator": sequence_accumulator,
 }
 
 
@@ -166,9 +239,91 @@ def check_simple_identity(path) -> None:
         _expect_equal(f"{path} OUTPUT0", out, x)
 
 
+def _i32(rows) -> np.ndarray:
+    return np.array(rows, dtype=np.int32).reshape(-1, 1)
+
+
+def _check_signature(path, sess, inputs: dict, outputs: dict) -> None:
+    """inputs/outputs: name -> onnxruntime type string; every shape [batch, 1]."""
+    for what, got, want in (("inputs", sess.get_inputs(), inputs),
+                            ("outputs", sess.get_outputs(), outputs)):
+        have = {a.name: (a.type, len(a.shape), a.shape[-1]) for a in got}
+        expect = {n: (t, 2, 1) for n, t in want.items()}
+        if have != expect:
+            raise AssertionError(f"{path} {what}: got {have}, expected {expect}")
+
+
+def check_simple_sequence(path) -> None:
+    sess = _session(path)
+    _check_signature(path, sess, {"INPUT": "tensor(int32)", "START": "tensor(int32)",
+                                  "READY": "tensor(int32)"}, {"OUTPUT": "tensor(int32)"})
+    cases = [  # (INPUT, START, READY) -> OUTPUT
+        ([5], [1], [1], [6]),
+        ([5], [0], [1], [5]),
+        ([5], [1], [0], [0]),
+        ([-7, 0, 2**30, 3], [0, 1, 0, 1], [1, 1, 1, 0], [-7, 1, 2**30, 0]),
+    ]
+    for x, start, ready, want in cases:
+        (out,) = sess.run(["OUTPUT"], {"INPUT": _i32(x), "START": _i32(start), "READY": _i32(ready)})
+        _expect_equal(f"{path} OUTPUT for INPUT={x} START={start} READY={ready}", out, _i32(want))
+
+
+def check_simple_dyna_sequence(path) -> None:
+    sess = _session(path)
+    _check_signature(path, sess, {"INPUT": "tensor(int32)", "START": "tensor(int32)",
+                                  "END": "tensor(int32)", "READY": "tensor(int32)",
+                                  "CORRID": "tensor(uint64)"}, {"OUTPUT": "tensor(int32)"})
+    cases = [  # (INPUT, START, END, CORRID, READY) -> OUTPUT
+        ([5], [1], [1], [3], [1], [9]),
+        ([5], [1], [1], [3], [0], [0]),
+        ([5], [0], [0], [3], [1], [5]),
+        ([5], [0], [1], [3], [1], [8]),
+        # a batch; CORRID as int32: 2^31 -> -2^31, 2^32 + 7 -> 7, 2^64 - 1 -> -1
+        ([0, 0, 10, 0, 4], [0, 0, 1, 0, 0], [1, 1, 1, 1, 0],
+         [2**31 - 1, 2**31, 2**32 + 7, 2**64 - 1, 2**40], [1, 1, 1, 1, 1],
+         [2**31 - 1, -(2**31), 18, -1, 4]),
+    ]
+    for x, start, end, corrid, ready, want in cases:
+        feeds = {"INPUT": _i32(x), "START": _i32(start), "END": _i32(end),
+                 "READY": _i32(ready),
+                 "CORRID": np.array(corrid, dtype=np.uint64).reshape(-1, 1)}
+        (out,) = sess.run(["OUTPUT"], feeds)
+        _expect_equal(f"{path} OUTPUT for INPUT={x} START={start} END={end} "
+                      f"CORRID={corrid} READY={ready}", out, _i32(want))
+
+
+def check_sequence_accumulator(path) -> None:
+    sess = _session(path)
+    _check_signature(path, sess, {"INPUT": "tensor(int32)", "START": "tensor(int32)",
+                                  "ACC_IN": "tensor(int32)"},
+                     {"OUTPUT": "tensor(int32)", "ACC_OUT": "tensor(int32)"})
+    cases = [  # (ACC_IN, INPUT, START) -> OUTPUT = ACC_OUT
+        ([10], [2], [0], [12]),
+        ([10], [2], [1], [2]),
+        ([0, 5, -3], [7, -1, 4], [1, 0, 0], [7, 4, 1]),
+    ]
+    for acc, x, start, want in cases:
+        out, acc_out = sess.run(["OUTPUT", "ACC_OUT"],
+                                {"ACC_IN": _i32(acc), "INPUT": _i32(x), "START": _i32(start)})
+        what = f"{path} for ACC_IN={acc} INPUT={x} START={start}"
+        _expect_equal(f"{what} OUTPUT", out, _i32(want))
+        _expect_equal(f"{what} ACC_OUT", acc_out, _i32(want))
+    # a sequence as the server runs it: zero initial state, ACC_OUT fed back as ACC_IN
+    acc, outputs = _i32([0]), []
+    for i, x in enumerate([1, 2, 3]):
+        out, acc = sess.run(["OUTPUT", "ACC_OUT"],
+                            {"ACC_IN": acc, "INPUT": _i32([x]), "START": _i32([int(i == 0)])})
+        outputs.append(int(out[0, 0]))
+    if outputs != [1, 3, 6]:
+        raise AssertionError(f"{path}: the sequence 1, 2, 3 gave {outputs}, expected [1, 3, 6]")
+
+
 CHECKS = {
     "simple": check_simple,
     "simple_int8": check_simple_int8,
     "simple_string": check_simple_string,
     "simple_identity": check_simple_identity,
+    "simple_sequence": check_simple_sequence,
+    "simple_dyna_sequence": check_simple_dyna_sequence,
+    "sequence_accumulator": check_sequence_accumulator,
 }

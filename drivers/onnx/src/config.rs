@@ -83,6 +83,25 @@ pub fn validate(model: &str, config: &Value, session: &Session) -> Result<()> {
     check(model, config, &inputs, &outputs)
 }
 
+/// The tensors the server supplies or keeps for a sequence model (not configured as inputs
+/// and outputs): control inputs and implicit state (inputs, outputs).
+fn sequence_io(config: &Value) -> (Vec<String>, Vec<String>) {
+    let Some(sb) = config.get("sequence_batching").filter(|v| !v.is_null()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let names = |list: &str, key: &str| -> Vec<String> {
+        sb.get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get(key).and_then(Value::as_str).map(str::to_string))
+            .collect()
+    };
+    let mut inputs = names("control_input", "name");
+    inputs.extend(names("state", "input_name"));
+    (inputs, names("state", "output_name"))
+}
+
 fn entries<'c>(config: &'c Value, key: &str) -> Vec<&'c Value> {
     config
         .get(key)
@@ -101,10 +120,11 @@ fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<(
         .iter()
         .filter_map(|e| e.get("name").and_then(Value::as_str))
         .collect();
+    let (server_inputs, _) = sequence_io(config);
     let missing: Vec<&str> = inputs
         .iter()
         .map(|io| io.name.as_str())
-        .filter(|n| !configured.contains(n))
+        .filter(|n| !configured.contains(n) && !server_inputs.iter().any(|s| s == n))
         .collect();
     if !missing.is_empty() {
         return Err(Error::invalid_arg(format!(
@@ -194,14 +214,20 @@ fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
         obj.insert("max_batch_size".into(), json!(max_batch));
     }
     let batching = max_batch > 0;
+    let (server_inputs, state_outputs) = sequence_io(&Value::Object(obj.clone()));
 
     for (key, ios, kind) in [("input", inputs, "input"), ("output", outputs, "output")] {
+        let skip = if key == "input" {
+            &server_inputs
+        } else {
+            &state_outputs
+        };
         let list = obj
             .entry(key)
             .or_insert_with(|| Value::Array(Vec::new()))
             .as_array_mut()
             .ok_or_else(|| Error::internal(format!("'{key}' is not a list")))?;
-        for io in ios {
+        for io in ios.iter().filter(|io| !skip.contains(&io.name)) {
             let dims: Vec<i64> = if batching {
                 if io.dims.is_empty() {
                     return Err(Error::invalid_arg(format!(

@@ -1,0 +1,789 @@
+//! The sequence batcher: stateful models whose requests come in sequences named by a
+//! correlation id (request parameters `sequence_id`, `sequence_start`, `sequence_end`).
+//!
+//! Every instance has `max(1, max_batch_size)` slots. A sequence takes a slot with its START
+//! request and keeps it until its END (or until it has been idle for
+//! `max_sequence_idle_microseconds`); START requests that find every slot taken wait in a
+//! backlog for one. The requests of one sequence run one at a time, in order, on the
+//! sequence's instance; a batch holds at most one request per slot of the instance (the
+//! `direct` strategy). The `oldest` strategy batches the same way: this server keeps a
+//! sequence's implicit state itself, so which slot a sequence holds does not change the
+//! model's answers.
+//!
+//! Before a request runs the batcher gives it the model's control inputs (START, END, READY,
+//! CORRID in the forms the configuration names: `int32_false_true`, `fp32_false_true`,
+//! `bool_false_true`, or CORRID's `data_type`) and, for implicit state, the state input:
+//! the sequence's last state output, or the `initial_state` for its first request. The state
+//! output is taken out of the response and kept for the next request.
+//!
+//! Requests never wait on each other across sequences: all bookkeeping is under one short
+//! lock, and dispatch happens on the thread that made progress possible (a new request, an
+//! instance that finished, the idle timer).
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use crate::config::{self, ModelConfig};
+use crate::request::Parameters;
+use crate::tensor::{DataType, Tensor};
+use crate::{Error, Result};
+use ferrite_proto::inference::model_config::SchedulingChoice;
+use ferrite_proto::inference::model_sequence_batching::control::Kind as ControlKind;
+use ferrite_proto::inference::model_sequence_batching::initial_state::StateData;
+
+/// A correlation id: Triton's uint64 or string form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CorrId {
+    U64(u64),
+    Str(String),
+}
+
+impl fmt::Display for CorrId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CorrId::U64(v) => write!(f, "{v}"),
+            // As Triton writes it in its messages: no quotes.
+            CorrId::Str(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// A request's place in its sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SequenceFlags {
+    pub id: CorrId,
+    pub start: bool,
+    pub end: bool,
+}
+
+impl SequenceFlags {
+    /// Reads `sequence_id` (a non-zero integer or a non-empty string), `sequence_start` and
+    /// `sequence_end` (booleans) from a request's parameters.
+    pub fn from_parameters(params: &Parameters, model: &str) -> Result<SequenceFlags> {
+        let missing = || {
+            Error::invalid_arg(format!(
+                "inference request to model '{model}' must specify a non-zero or non-empty correlation ID"
+            ))
+        };
+        let id = match params.get("sequence_id") {
+            None => return Err(missing()),
+            // gRPC carries the id in an int64_param: Triton takes its bits as the uint64 id
+            // (2^63 and above arrive negative).
+            Some(serde_json::Value::Number(n)) => {
+                match n.as_u64().or_else(|| n.as_i64().map(|v| v as u64)) {
+                    Some(0) | None => return Err(missing()),
+                    Some(v) => CorrId::U64(v),
+                }
+            }
+            Some(serde_json::Value::String(s)) if !s.is_empty() => CorrId::Str(s.clone()),
+            Some(_) => return Err(missing()),
+        };
+        let flag = |name: &str| match params.get(name) {
+            None => Ok(false),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(Error::invalid_arg(format!(
+                "parameter '{name}' must be a boolean, got {other}"
+            ))),
+        };
+        Ok(SequenceFlags {
+            id,
+            start: flag("sequence_start")?,
+            end: flag("sequence_end")?,
+        })
+    }
+}
+
+/// One control input: its name, what it carries, its type, and its false/true values.
+#[derive(Clone, Debug)]
+struct Control {
+    name: String,
+    kind: ControlKind,
+    datatype: DataType,
+    /// Little-endian bytes of the false and true values (START, END, READY).
+    values: [Vec<u8>; 2],
+}
+
+/// One implicit state: input and output names, type, dims, and the first request's value.
+#[derive(Clone, Debug)]
+struct StateSpec {
+    input: String,
+    output: String,
+    datatype: DataType,
+    dims: Vec<i64>,
+    initial: Bytes,
+}
+
+/// What the batcher needs of the configuration.
+#[derive(Clone, Debug)]
+pub struct SequenceConfig {
+    controls: Vec<Control>,
+    states: Vec<StateSpec>,
+    idle: Duration,
+    slots_per_instance: usize,
+    batch_dim: bool,
+}
+
+impl SequenceConfig {
+    /// The sequence batching part of a configuration (`None` for other models).
+    pub fn from_config(config: &ModelConfig, model_dir: &std::path::Path) -> Result<Option<Self>> {
+        let Some(SchedulingChoice::SequenceBatching(sb)) = &config.scheduling_choice else {
+            return Ok(None);
+        };
+        let mut controls = Vec::new();
+        for input in &sb.control_input {
+            for c in &input.control {
+                let kind = ControlKind::try_from(c.kind).map_err(|_| {
+                    Error::invalid_arg(format!("control input '{}': unknown kind", input.name))
+                })?;
+                let pair = |v: [Vec<u8>; 2], t: DataType| (t, v);
+                let (datatype, values) = if kind == ControlKind::ControlSequenceCorrid {
+                    let t = config::datatype(c.data_type)
+                        .filter(|t| {
+                            matches!(
+                                t,
+                                DataType::Uint64 | DataType::Int64 | DataType::Uint32 | DataType::Int32 | DataType::Bytes
+                            )
+                        })
+                        .ok_or_else(|| {
+                            Error::invalid_arg(format!(
+                                "control input '{}': CONTROL_SEQUENCE_CORRID needs data_type TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32 or TYPE_STRING",
+                                input.name
+                            ))
+                        })?;
+                    (t, [Vec::new(), Vec::new()])
+                } else if c.int32_false_true.len() == 2 {
+                    pair(
+                        [
+                            c.int32_false_true[0].to_le_bytes().to_vec(),
+                            c.int32_false_true[1].to_le_bytes().to_vec(),
+                        ],
+                        DataType::Int32,
+                    )
+                } else if c.fp32_false_true.len() == 2 {
+                    pair(
+                        [
+                            c.fp32_false_true[0].to_le_bytes().to_vec(),
+                            c.fp32_false_true[1].to_le_bytes().to_vec(),
+                        ],
+                        DataType::Fp32,
+                    )
+                } else if c.bool_false_true.len() == 2 {
+                    pair(
+                        [
+                            vec![u8::from(c.bool_false_true[0])],
+                            vec![u8::from(c.bool_false_true[1])],
+                        ],
+                        DataType::Bool,
+                    )
+                } else {
+                    return Err(Error::invalid_arg(format!(
+                        "control input '{}': a {} control needs two values in int32_false_true, fp32_false_true or bool_false_true",
+                        input.name,
+                        kind.as_str_name()
+                    )));
+                };
+                controls.push(Control {
+                    name: input.name.clone(),
+                    kind,
+                    datatype,
+                    values,
+                });
+            }
+        }
+        let mut states = Vec::new();
+        for s in &sb.state {
+            let datatype = config::datatype(s.data_type).ok_or_else(|| {
+                Error::invalid_arg(format!("state '{}': data_type is not set", s.input_name))
+            })?;
+            let count = crate::tensor::element_count(&s.dims);
+            let initial = match s.initial_state.first() {
+                Some(init) => match &init.state_data {
+                    Some(StateData::DataFile(file)) => {
+                        let path = model_dir.join("initial_state").join(file);
+                        Bytes::from(std::fs::read(&path).map_err(|e| {
+                            Error::invalid_arg(format!(
+                                "state '{}': cannot read initial state {}: {e}",
+                                s.input_name,
+                                path.display()
+                            ))
+                        })?)
+                    }
+                    _ => zeros(datatype, count),
+                },
+                None => zeros(datatype, count),
+            };
+            states.push(StateSpec {
+                input: s.input_name.clone(),
+                output: s.output_name.clone(),
+                datatype,
+                dims: s.dims.clone(),
+                initial,
+            });
+        }
+        Ok(Some(SequenceConfig {
+            controls,
+            states,
+            idle: Duration::from_micros(if sb.max_sequence_idle_microseconds == 0 {
+                1_000_000
+            } else {
+                sb.max_sequence_idle_microseconds
+            }),
+            slots_per_instance: config.max_batch_size.max(1) as usize,
+            batch_dim: config.max_batch_size > 0,
+        }))
+    }
+
+    /// The inputs the server supplies (control and state inputs).
+    pub fn server_inputs(&self) -> impl Iterator<Item = &str> {
+        self.controls
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(self.states.iter().map(|s| s.input.as_str()))
+    }
+
+    /// The state outputs (kept by the server, not returned to clients).
+    pub fn state_outputs(&self) -> impl Iterator<Item = &str> {
+        self.states.iter().map(|s| s.output.as_str())
+    }
+
+    fn shape(&self, dims: &[i64]) -> Vec<i64> {
+        let mut shape = Vec::with_capacity(dims.len() + 1);
+        if self.batch_dim {
+            shape.push(1);
+        }
+        shape.extend_from_slice(dims);
+        shape
+    }
+
+    /// The control and state inputs of one request.
+    fn inputs_for(&self, flags: &SequenceFlags, state: Option<&[Tensor]>) -> Vec<Tensor> {
+        let mut out = Vec::with_capacity(self.controls.len() + self.states.len());
+        for c in &self.controls {
+            let data = match c.kind {
+                ControlKind::ControlSequenceStart => c.values[usize::from(flags.start)].clone(),
+                ControlKind::ControlSequenceEnd => c.values[usize::from(flags.end)].clone(),
+                ControlKind::ControlSequenceReady => c.values[1].clone(),
+                ControlKind::ControlSequenceCorrid => corrid_bytes(&flags.id, c.datatype),
+            };
+            out.push(Tensor::new(
+                c.name.clone(),
+                c.datatype,
+                self.shape(&[1]),
+                Bytes::from(data),
+            ));
+        }
+        for s in &self.states {
+            let kept = state.and_then(|st| st.iter().find(|t| t.name == s.input));
+            out.push(match kept {
+                Some(t) => t.clone(),
+                None => Tensor::new(
+                    s.input.clone(),
+                    s.datatype,
+                    self.shape(&s.dims),
+                    s.initial.clone(),
+                ),
+            });
+        }
+        out
+    }
+}
+
+fn zeros(datatype: DataType, count: usize) -> Bytes {
+    match datatype {
+        // BYTES: `count` empty strings (a 4-byte zero length each).
+        DataType::Bytes => Bytes::from(vec![0u8; 4 * count]),
+        t => Bytes::from(vec![0u8; t.element_size().unwrap_or(1) * count]),
+    }
+}
+
+fn corrid_bytes(id: &CorrId, datatype: DataType) -> Vec<u8> {
+    match (id, datatype) {
+        (CorrId::U64(v), DataType::Uint64) => v.to_le_bytes().to_vec(),
+        (CorrId::U64(v), DataType::Int64) => (*v as i64).to_le_bytes().to_vec(),
+        (CorrId::U64(v), DataType::Uint32) => (*v as u32).to_le_bytes().to_vec(),
+        (CorrId::U64(v), DataType::Int32) => (*v as i32).to_le_bytes().to_vec(),
+        (id, DataType::Bytes) => {
+            let text = match id {
+                CorrId::U64(v) => v.to_string(),
+                CorrId::Str(s) => s.clone(),
+            };
+            let mut b = (text.len() as u32).to_le_bytes().to_vec();
+            b.extend_from_slice(text.as_bytes());
+            b
+        }
+        // A string id for a numeric CORRID is refused when the request arrives, and
+        // from_config allows no other CORRID type.
+        (_, t) => vec![0u8; t.element_size().unwrap_or(8)],
+    }
+}
+
+/// What the batcher does with the requests it holds (implemented by the model's queued job).
+pub(crate) trait SequenceJob: Send {
+    fn flags(&self) -> &SequenceFlags;
+    /// Adds the server's inputs and the place the state output goes.
+    fn prepare(&mut self, inputs: Vec<Tensor>, state_out: Arc<Mutex<Vec<Tensor>>>);
+    /// Answers the request with an error without running it.
+    fn fail(self, error: Error);
+}
+
+struct Sequence<J> {
+    instance: usize,
+    queue: VecDeque<J>,
+    running: bool,
+    last: Instant,
+    state: Option<Vec<Tensor>>,
+    /// Where the running request leaves its state outputs.
+    state_out: Arc<Mutex<Vec<Tensor>>>,
+}
+
+struct Table<J> {
+    sequences: HashMap<CorrId, Sequence<J>>,
+    /// Free slots per instance.
+    free: Vec<usize>,
+    /// Sequences whose START waits for a slot, in arrival order, with their requests.
+    backlog: VecDeque<(CorrId, VecDeque<J>)>,
+    busy: Vec<bool>,
+    /// The sequences of each instance's running batch, and whether the request ended its
+    /// sequence (which then has already left `sequences`; its slot is freed when the batch is
+    /// done).
+    in_flight: Vec<Vec<(CorrId, bool)>>,
+}
+
+/// The sequence batcher of one model version.
+pub(crate) struct Sequencer<J> {
+    model: String,
+    config: SequenceConfig,
+    table: Mutex<Table<J>>,
+    instances: Vec<Sender<Vec<J>>>,
+    backlog_limit: usize,
+}
+
+impl<J: SequenceJob> Sequencer<J> {
+    pub(crate) fn new(
+        model: &str,
+        config: SequenceConfig,
+        instances: Vec<Sender<Vec<J>>>,
+        backlog_limit: usize,
+    ) -> Sequencer<J> {
+        let n = instances.len();
+        Sequencer {
+            model: model.to_string(),
+            table: Mutex::new(Table {
+                sequences: HashMap::new(),
+                free: vec![config.slots_per_instance; n],
+                backlog: VecDeque::new(),
+                busy: vec![false; n],
+                in_flight: vec![Vec::new(); n],
+            }),
+            config,
+            instances,
+            backlog_limit,
+        }
+    }
+
+    /// Takes a request of a sequence, or refuses it (unknown sequence without START, START of
+    /// a running sequence, no slot and a full backlog).
+    pub(crate) fn submit(&self, job: J) -> Result<()> {
+        let flags = job.flags().clone();
+        if let CorrId::Str(_) = flags.id
+            && let Some(c) = self.config.controls.iter().find(|c| {
+                c.kind == ControlKind::ControlSequenceCorrid && c.datatype != DataType::Bytes
+            })
+        {
+            return Err(Error::invalid_arg(format!(
+                "sequence batching control '{}' (CONTROL_SEQUENCE_CORRID) of model '{}' has data type TYPE_{}, but the request's sequence_id is the string '{}'",
+                c.name,
+                self.model,
+                c.datatype.wire_name(),
+                flags.id
+            )));
+        }
+        let mut table = self.table.lock();
+        let now = Instant::now();
+        if let Some(seq) = table.sequences.get_mut(&flags.id) {
+            if flags.start {
+                return Err(Error::invalid_arg(format!(
+                    "inference request for sequence {} to model '{}' has the START flag, but the sequence is already running (it has not ended)",
+                    flags.id, self.model
+                )));
+            }
+            seq.queue.push_back(job);
+            seq.last = now;
+        } else if let Some((_, queue)) = table.backlog.iter_mut().find(|(id, _)| *id == flags.id) {
+            if flags.start {
+                return Err(Error::invalid_arg(format!(
+                    "inference request for sequence {} to model '{}' has the START flag, but the sequence is already waiting for a slot",
+                    flags.id, self.model
+                )));
+            }
+            queue.push_back(job);
+        } else if !flags.start {
+            return Err(Error::invalid_arg(format!(
+                "inference request for sequence {} to model '{}' must specify the START flag on the first request of the sequence",
+                flags.id, self.model
+            )));
+        } else if let Some(instance) = pick_instance(&table.free) {
+            table.free[instance] -= 1;
+            table.sequences.insert(
+                flags.id.clone(),
+                Sequence {
+                    instance,
+                    queue: VecDeque::from([job]),
+                    running: false,
+                    last: now,
+                    state: None,
+                    state_out: Arc::default(),
+                },
+            );
+        } else if table.backlog.len() < self.backlog_limit {
+            table
+                .backlog
+                .push_back((flags.id.clone(), VecDeque::from([job])));
+        } else {
+            return Err(Error::unavailable(format!(
+                "every sequence slot of model '{}' is taken and {} more sequences are waiting for one",
+                self.model, self.backlog_limit
+            )));
+        }
+        self.dispatch(&mut table);
+        Ok(())
+    }
+
+    /// An instance finished its batch: its sequences may run their next requests, ended ones
+    /// free their slots.
+    pub(crate) fn instance_idle(&self, instance: usize) {
+        let mut table = self.table.lock();
+        table.busy[instance] = false;
+        let done = std::mem::take(&mut table.in_flight[instance]);
+        let now = Instant::now();
+        for (id, ended) in done {
+            if ended {
+                self.release_slot(&mut table, instance);
+                continue;
+            }
+            let Some(seq) = table.sequences.get_mut(&id) else {
+                continue;
+            };
+            seq.running = false;
+            seq.last = now;
+            let outputs = std::mem::take(&mut *seq.state_out.lock());
+            if !outputs.is_empty() {
+                let kept: Vec<Tensor> = self
+                    .config
+                    .states
+                    .iter()
+                    .filter_map(|s| {
+                        outputs.iter().find(|t| t.name == s.output).map(|t| Tensor {
+                            name: s.input.clone(),
+                            ..t.clone()
+                        })
+                    })
+                    .collect();
+                seq.state = Some(kept);
+            }
+        }
+        self.dispatch(&mut table);
+    }
+
+    /// Releases the slots of sequences idle for longer than `max_sequence_idle_microseconds`.
+    pub(crate) fn expire_idle(&self) {
+        let mut table = self.table.lock();
+        let idle = self.config.idle;
+        let expired: Vec<CorrId> = table
+            .sequences
+            .iter()
+            .filter(|(_, s)| !s.running && s.queue.is_empty() && s.last.elapsed() >= idle)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            let seq = table.sequences.remove(&id).expect("present");
+            tracing::debug!(
+                "sequence {id} of model '{}' idle for {:?}: slot released",
+                self.model,
+                idle
+            );
+            self.release_slot(&mut table, seq.instance);
+        }
+        self.dispatch(&mut table);
+    }
+
+    /// Whether requests of sequences that hold a slot are queued or running (an unload waits
+    /// for them). Sequences in the backlog do not count: they could wait for a slot until an
+    /// open sequence goes idle, and `drain` answers them.
+    pub(crate) fn has_work(&self) -> bool {
+        let table = self.table.lock();
+        table.busy.iter().any(|b| *b) || table.sequences.values().any(|s| !s.queue.is_empty())
+    }
+
+    /// The idle timer's period.
+    pub(crate) fn idle_check_period(&self) -> Duration {
+        (self.config.idle / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
+    }
+
+    /// Every request waiting here fails (the model is going away).
+    pub(crate) fn drain(&self, error: impl Fn() -> Error) {
+        let mut table = self.table.lock();
+        let sequences: Vec<_> = table.sequences.drain().collect();
+        for (_, seq) in sequences {
+            for job in seq.queue {
+                job.fail(error());
+            }
+        }
+        for (_, queue) in table.backlog.drain(..) {
+            for job in queue {
+                job.fail(error());
+            }
+        }
+    }
+
+    fn release_slot(&self, table: &mut Table<J>, instance: usize) {
+        table.free[instance] += 1;
+        if let Some((id, queue)) = table.backlog.pop_front() {
+            table.free[instance] -= 1;
+            table.sequences.insert(
+                id,
+                Sequence {
+                    instance,
+                    queue,
+                    running: false,
+                    last: Instant::now(),
+                    state: None,
+                    state_out: Arc::default(),
+                },
+            );
+        }
+    }
+
+    /// Sends each idle instance a batch: the next request of each of its sequences that has
+    /// one and is not running.
+    fn dispatch(&self, table: &mut Table<J>) {
+        for instance in 0..self.instances.len() {
+            if table.busy[instance] {
+                continue;
+            }
+            let mut batch = Vec::new();
+            let mut ids = Vec::new();
+            let mut ended = Vec::new();
+            for (id, seq) in table.sequences.iter_mut() {
+                if seq.instance != instance || seq.running {
+                    continue;
+                }
+                let Some(mut job) = seq.queue.pop_front() else {
+                    continue;
+                };
+                let flags = job.flags().clone();
+                let inputs = self.config.inputs_for(&flags, seq.state.as_deref());
+                job.prepare(inputs, Arc::clone(&seq.state_out));
+                seq.running = true;
+                if flags.end {
+                    ended.push(id.clone());
+                }
+                ids.push((id.clone(), flags.end));
+                batch.push(job);
+                if batch.len() == self.config.slots_per_instance {
+                    break;
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            // An ended sequence leaves the table as its END request is sent, so that a new
+            // START for its id is taken as soon as the client has the END's response (the
+            // slot stays taken until the batch is done). Requests queued behind the END fail.
+            for id in ended {
+                let seq = table.sequences.remove(&id).expect("present");
+                for job in seq.queue {
+                    job.fail(Error::invalid_arg(format!(
+                        "inference request for sequence {id} to model '{}' came after the request that ended the sequence",
+                        self.model
+                    )));
+                }
+            }
+            table.busy[instance] = true;
+            table.in_flight[instance] = ids;
+            if let Err(e) = self.instances[instance].try_send(batch) {
+                // The instance is gone (the model is unloading): answer the requests.
+                for job in e.into_inner() {
+                    job.fail(Error::unavailable(format!(
+                        "model '{}' is unloading",
+                        self.model
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// The instance with the most free slots (`None` when there is none).
+fn pick_instance(free: &[usize]) -> Option<usize> {
+    free.iter()
+        .enumerate()
+        .filter(|(_, f)| **f > 0)
+        .max_by_key(|(i, f)| (**f, std::cmp::Reverse(*i)))
+        .map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(json: serde_json::Value) -> Parameters {
+        json.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn flags_from_parameters() {
+        let f = SequenceFlags::from_parameters(
+            &params(serde_json::json!({"sequence_id": 7, "sequence_start": true})),
+            "m",
+        )
+        .unwrap();
+        assert_eq!((f.id, f.start, f.end), (CorrId::U64(7), true, false));
+        let f = SequenceFlags::from_parameters(
+            &params(serde_json::json!({"sequence_id": "abc", "sequence_end": true})),
+            "m",
+        )
+        .unwrap();
+        assert_eq!(
+            (f.id, f.start, f.end),
+            (CorrId::Str("abc".into()), false, true)
+        );
+        for bad in [
+            serde_json::json!({}),
+            serde_json::json!({"sequence_id": 0}),
+            serde_json::json!({"sequence_id": ""}),
+        ] {
+            let e = SequenceFlags::from_parameters(&params(bad), "m").unwrap_err();
+            assert!(e.message().contains("correlation ID"), "{}", e.message());
+        }
+        assert!(
+            SequenceFlags::from_parameters(
+                &params(serde_json::json!({"sequence_id": 1, "sequence_start": 1})),
+                "m"
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn control_values_and_corrid_forms() {
+        let text = r#"
+            name: "m" max_batch_size: 4
+            sequence_batching {
+              control_input [
+                { name: "S" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },
+                { name: "R" control [ { kind: CONTROL_SEQUENCE_READY fp32_false_true: [ 0, 1 ] } ] },
+                { name: "E" control [ { kind: CONTROL_SEQUENCE_END bool_false_true: [ false, true ] } ] },
+                { name: "C" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] },
+                { name: "CS" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_STRING } ] }
+              ]
+              state [ { input_name: "SI" output_name: "SO" data_type: TYPE_INT32 dims: [ 2 ] } ]
+            }"#;
+        let config = ferrite_proto::parse_model_config(text).unwrap();
+        let sc = SequenceConfig::from_config(&config, std::path::Path::new("."))
+            .unwrap()
+            .unwrap();
+        assert_eq!(sc.slots_per_instance, 4);
+        let flags = SequenceFlags {
+            id: CorrId::U64(42),
+            start: true,
+            end: false,
+        };
+        let t = sc.inputs_for(&flags, None);
+        let by = |n: &str| t.iter().find(|x| x.name == n).unwrap().clone();
+        assert_eq!(by("S").data.as_ref(), 1i32.to_le_bytes());
+        assert_eq!(by("S").shape, vec![1, 1]);
+        assert_eq!(by("R").data.as_ref(), 1f32.to_le_bytes());
+        assert_eq!(by("E").data.as_ref(), [0u8]);
+        assert_eq!(by("C").data.as_ref(), 42u64.to_le_bytes());
+        assert_eq!(by("CS").data.as_ref(), [2, 0, 0, 0, b'4', b'2']);
+        assert_eq!(by("SI").data.as_ref(), [0u8; 8], "zero initial state");
+        assert_eq!(by("SI").shape, vec![1, 2]);
+        assert_eq!(
+            sc.server_inputs().collect::<Vec<_>>(),
+            ["S", "R", "E", "C", "CS", "SI"]
+        );
+        let kept = [Tensor::new(
+            "SI",
+            DataType::Int32,
+            vec![1, 2],
+            Bytes::from(vec![1u8; 8]),
+        )];
+        let t = sc.inputs_for(&flags, Some(&kept));
+        assert_eq!(t.last().unwrap().data.as_ref(), [1u8; 8]);
+    }
+
+    #[test]
+    fn slots_spread_over_instances() {
+        assert_eq!(pick_instance(&[2, 2]), Some(0));
+        assert_eq!(pick_instance(&[1, 2]), Some(1));
+        assert_eq!(pick_instance(&[0, 0]), None);
+    }
+
+    #[test]
+    fn negative_grpc_ids_are_uint64_bits() {
+        let f =
+            SequenceFlags::from_parameters(&params(serde_json::json!({"sequence_id": -1})), "m")
+                .unwrap();
+        assert_eq!(f.id, CorrId::U64(u64::MAX));
+    }
+
+    struct FakeJob {
+        flags: SequenceFlags,
+        failed: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl SequenceJob for FakeJob {
+        fn flags(&self) -> &SequenceFlags {
+            &self.flags
+        }
+        fn prepare(&mut self, _: Vec<Tensor>, _: Arc<Mutex<Vec<Tensor>>>) {}
+        fn fail(self, error: Error) {
+            self.failed.lock().push(error.message().to_string());
+        }
+    }
+
+    #[test]
+    fn an_ended_id_can_start_again_before_its_batch_is_done() {
+        let config = ferrite_proto::parse_model_config(
+            r#"name: "m" max_batch_size: 1 sequence_batching { }"#,
+        )
+        .unwrap();
+        let sc = SequenceConfig::from_config(&config, std::path::Path::new("."))
+            .unwrap()
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let seq = Sequencer::new("m", sc, vec![tx], 4);
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let job = |id: u64, start: bool, end: bool| FakeJob {
+            flags: SequenceFlags {
+                id: CorrId::U64(id),
+                start,
+                end,
+            },
+            failed: Arc::clone(&failed),
+        };
+        seq.submit(job(1, true, true)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        // The END is running (its response may be out): the id is unknown again ...
+        let e = seq.submit(job(1, false, false)).unwrap_err();
+        assert!(e.message().contains("START flag"), "{}", e.message());
+        // ... and a new START waits for the one slot, then runs.
+        seq.submit(job(1, true, false)).unwrap();
+        assert!(rx.try_recv().is_err());
+        seq.instance_idle(0);
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        seq.instance_idle(0);
+        seq.submit(job(1, false, true)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        seq.instance_idle(0);
+        assert!(failed.lock().is_empty(), "{:?}", failed.lock());
+        assert!(!seq.has_work());
+    }
+}
