@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 
-use crate::decode::{self, Rpc};
+use crate::decode::{self, Rpc, ShmOutputs};
 use crate::encode;
 use crate::service::Frontend;
 
@@ -104,15 +104,41 @@ async fn read(
                     }
                     tx
                 };
-                tokio::spawn(run(
-                    frontend.clone(),
-                    request,
-                    deadline,
-                    Arc::clone(&forwarded),
-                    decoupled,
-                    sink,
-                    out.clone(),
-                ));
+                // Decoded and queued here, in arrival order (the requests of a sequence must
+                // reach the model in the order they were sent); only the wait for the
+                // responses runs on a task of its own.
+                let names = Names {
+                    id: request.id.clone(),
+                    model_name: request.model_name.clone(),
+                    model_version: request.model_version.clone(),
+                };
+                let server = frontend.server();
+                let submitted =
+                    decode::decode(server, request, deadline, &forwarded, Rpc::ModelStreamInfer)
+                        .and_then(|decoded| {
+                            server
+                                .infer(decoded.request)
+                                .map(|responses| (responses, decoded.shm_outputs))
+                        });
+                match submitted {
+                    Ok((responses, shm_outputs)) => {
+                        tokio::spawn(forward(
+                            frontend.clone(),
+                            names,
+                            responses,
+                            shm_outputs,
+                            decoupled,
+                            sink,
+                            out.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        let reply = names.issue_error(&e);
+                        tokio::spawn(async move {
+                            let _ = sink.send(Ok(reply)).await;
+                        });
+                    }
+                }
             }
             Ok(None) => return,
             Err(status) => {
@@ -178,38 +204,17 @@ fn log_failure(id: &str, e: &Error) {
     tracing::debug!(request_id = id, "Infer failed: {}", e.message());
 }
 
-/// Runs one request and sends its responses to `sink`; gives up when the client goes away.
-async fn run(
+/// Sends a queued request's responses to `sink`; gives up when the client goes away.
+async fn forward(
     frontend: Frontend,
-    request: ModelInferRequest,
-    deadline: Option<Instant>,
-    forwarded: Arc<Parameters>,
+    names: Names,
+    mut responses: ferrite_core::ResponseStream,
+    shm_outputs: ShmOutputs,
     decoupled: bool,
     sink: mpsc::Sender<Item>,
     out: mpsc::Sender<Item>,
 ) {
-    let names = Names {
-        id: request.id.clone(),
-        model_name: request.model_name.clone(),
-        model_version: request.model_version.clone(),
-    };
     let work = async {
-        let server = frontend.server();
-        let decoded =
-            match decode::decode(server, request, deadline, &forwarded, Rpc::ModelStreamInfer) {
-                Ok(d) => d,
-                Err(e) => {
-                    let _ = sink.send(Ok(names.issue_error(&e))).await;
-                    return;
-                }
-            };
-        let mut responses = match server.infer(decoded.request) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = sink.send(Ok(names.issue_error(&e))).await;
-                return;
-            }
-        };
         // Hold each response until the next arrives: only then is it known whether it was
         // the final one.
         let mut held: Option<Result<InferenceResponse, Error>> = None;
@@ -221,7 +226,7 @@ async fn run(
                 let reply = match result {
                     Ok(resp) => match encode::response(
                         resp,
-                        &decoded.shm_outputs,
+                        &shm_outputs,
                         frontend.options().max_encoding_message_size,
                     )
                     .await
