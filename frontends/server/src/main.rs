@@ -18,9 +18,13 @@ fn main() -> ExitCode {
     // system when freed, so unloading gives memory back (see ferrite_core::driver::memory).
     // Request-sized buffers stay below it (a 224x224x3 FP32 image is 588 KiB) and batches
     // are gathered into per-instance scratch space, so serving does not map per request.
+    // Arenas: 4 per core (glibc's default is 8): with one per core, instance, ONNX Runtime
+    // and I/O threads contended for them (batched EfficientNet fell from ~95% of raw ONNX
+    // Runtime to ~82%); with 8 per core freed weights spread over so many arenas that RSS
+    // grew under load/unload cycles.
     ferrite_core::driver::memory::tune_allocator(
         1 << 20,
-        std::thread::available_parallelism().map_or(2, |n| n.get()),
+        4 * std::thread::available_parallelism().map_or(2, |n| n.get()),
     );
     let args: Vec<String> = std::env::args().collect();
     // `ferrite validate ...`: check repositories without serving (see validate.rs).
