@@ -406,21 +406,24 @@ impl<J: SequenceJob> Sequencer<J> {
         }
         let mut table = self.table.lock();
         let now = Instant::now();
+        // A START for a sequence in progress (as in Triton): the old one did not end, or two
+        // clients use one id. The new sequence follows the old one's queued requests in the
+        // same slot, from its initial state.
+        let restart = |id: &CorrId| {
+            tracing::warn!(
+                "sequence {id} of model '{}' started again before it ended; its earlier requests are handled first",
+                self.model
+            );
+        };
         if let Some(seq) = table.sequences.get_mut(&flags.id) {
             if flags.start {
-                return Err(Error::invalid_arg(format!(
-                    "inference request for sequence {} to model '{}' has the START flag, but the sequence is already running (it has not ended)",
-                    flags.id, self.model
-                )));
+                restart(&flags.id);
             }
             seq.queue.push_back(job);
             seq.last = now;
         } else if let Some((_, queue)) = table.backlog.iter_mut().find(|(id, _)| *id == flags.id) {
             if flags.start {
-                return Err(Error::invalid_arg(format!(
-                    "inference request for sequence {} to model '{}' has the START flag, but the sequence is already waiting for a slot",
-                    flags.id, self.model
-                )));
+                restart(&flags.id);
             }
             queue.push_back(job);
         } else if !flags.start {
@@ -578,7 +581,13 @@ impl<J: SequenceJob> Sequencer<J> {
                     continue;
                 };
                 let flags = job.flags().clone();
-                let inputs = self.config.inputs_for(&flags, seq.state.as_deref());
+                // A START begins from the initial state, also when it restarts a sequence.
+                let kept = if flags.start {
+                    None
+                } else {
+                    seq.state.as_deref()
+                };
+                let inputs = self.config.inputs_for(&flags, kept);
                 job.prepare(inputs, Arc::clone(&seq.state_out));
                 seq.running = true;
                 if flags.end {

@@ -301,14 +301,14 @@ def test_sequence_errors(server, connect, proto):
     check(error_of(c.infer, m, 990_001 + tag, 1), no_start(m, 990_001 + tag))
     check(error_of(c.infer, m, f"nobody-{proto}", 1, end=True), no_start(m, f"nobody-{proto}"))
 
-    # START for a sequence that is running: refused, and the sequence carries on.
+    # START for a sequence that is running: as in Triton, the sequence starts again in its
+    # slot, from the initial state (the server logs a warning).
     sid = 990_100 + tag
     assert c.infer("sequence_accumulator", sid, 4, start=True) == 4
-    status, message = error_of(c.infer, "sequence_accumulator", sid, 100, start=True)
-    assert message.startswith(f"inference request for sequence {sid} to model "
-                              "'sequence_accumulator' has the START flag"), message
     assert c.infer("sequence_accumulator", sid, 5) == 9
-    assert c.infer("sequence_accumulator", sid, 6, end=True) == 15
+    assert c.infer("sequence_accumulator", sid, 100, start=True) == 100
+    assert c.infer("sequence_accumulator", sid, 5) == 105
+    assert c.infer("sequence_accumulator", sid, 6, end=True) == 111
     # After the END the id is unknown again.
     check(error_of(c.infer, "sequence_accumulator", sid, 1), no_start("sequence_accumulator", sid))
     check(error_of(c.infer, "sequence_accumulator", sid, 1, end=True),
