@@ -95,6 +95,10 @@ impl SequenceJob for Job {
             .expect("a sequence model's job has its flags")
     }
 
+    fn enqueued(&self) -> std::time::Instant {
+        self.enqueued_at
+    }
+
     fn prepare(&mut self, inputs: Vec<Tensor>, state_out: Arc<parking_lot::Mutex<Vec<Tensor>>>) {
         let state_names: Vec<String> = self.sink.shared.state_outputs.to_vec();
         // The driver must produce the state outputs even when the client names its outputs.

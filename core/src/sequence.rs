@@ -1,13 +1,16 @@
 //! The sequence batcher: stateful models whose requests come in sequences named by a
 //! correlation id (request parameters `sequence_id`, `sequence_start`, `sequence_end`).
 //!
-//! Every instance has `max(1, max_batch_size)` slots. A sequence takes a slot with its START
-//! request and keeps it until its END (or until it has been idle for
-//! `max_sequence_idle_microseconds`); START requests that find every slot taken wait in a
-//! backlog for one. The requests of one sequence run one at a time, in order, on the
-//! sequence's instance; a batch holds at most one request per slot of the instance (the
-//! `direct` strategy). The `oldest` strategy batches the same way: this server keeps a
-//! sequence's implicit state itself, so which slot a sequence holds does not change the
+//! Every instance has slots: `max(1, max_batch_size)` with the `direct` strategy,
+//! `max_candidate_sequences` with `oldest`. A sequence takes a slot with its START request
+//! and keeps it until its END (or until it has been idle for `max_sequence_idle_microseconds`);
+//! START requests that find every slot taken wait in a backlog for one. The requests of one
+//! sequence run one at a time, in order, on the sequence's instance. A batch takes the ready
+//! requests of the instance's sequences, oldest first, at most `max_batch_size`; while fewer
+//! are ready than the batch size to aim for (the largest `preferred_batch_size` with
+//! `oldest`, `max_batch_size` otherwise) and some of the instance's sequences are not ready,
+//! it waits, at most the strategy's `max_queue_delay_microseconds` (0: not at all). This
+//! server keeps implicit state itself, so which slot a sequence holds does not change a
 //! model's answers.
 //!
 //! Before a request runs the batcher gives it the model's control inputs (START, END, READY,
@@ -16,9 +19,9 @@
 //! the sequence's last state output, or the `initial_state` for its first request. The state
 //! output is taken out of the response and kept for the next request.
 //!
-//! Requests never wait on each other across sequences: all bookkeeping is under one short
-//! lock, and dispatch happens on the thread that made progress possible (a new request, an
-//! instance that finished, the idle timer).
+//! All bookkeeping is under one short lock, and dispatch happens on the thread that made
+//! progress possible (a new request, an instance that finished, the timer that releases idle
+//! sequences and ends queue delays).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -127,6 +130,12 @@ pub struct SequenceConfig {
     idle: Duration,
     slots_per_instance: usize,
     batch_dim: bool,
+    /// Most requests in one batch (max(1, max_batch_size)).
+    max_batch: usize,
+    /// The batch size to wait for (the largest preferred size, else max_batch), and for how
+    /// long at most (the strategy's max_queue_delay_microseconds; 0: never wait).
+    target_batch: usize,
+    max_delay: Duration,
 }
 
 impl SequenceConfig {
@@ -226,6 +235,32 @@ impl SequenceConfig {
                 initial,
             });
         }
+        use ferrite_proto::inference::model_sequence_batching::StrategyChoice;
+        let max_batch = config.max_batch_size.max(1) as usize;
+        // direct: a slot per batch row; oldest: max_candidate_sequences sequences per
+        // instance, batched oldest request first, preferring the configured sizes.
+        let (slots_per_instance, preferred, delay_us) = match &sb.strategy_choice {
+            Some(StrategyChoice::Oldest(o)) => (
+                if o.max_candidate_sequences > 0 {
+                    o.max_candidate_sequences as usize
+                } else {
+                    max_batch
+                },
+                o.preferred_batch_size
+                    .iter()
+                    .filter_map(|&p| usize::try_from(p).ok())
+                    .filter(|&p| p >= 1 && p <= max_batch)
+                    .max(),
+                o.max_queue_delay_microseconds,
+            ),
+            Some(StrategyChoice::Direct(d)) => (max_batch, None, d.max_queue_delay_microseconds),
+            None => (max_batch, None, 0),
+        };
+        let target_batch = preferred
+            .unwrap_or(max_batch)
+            .min(slots_per_instance)
+            .max(1);
+        let max_delay = Duration::from_micros(delay_us);
         Ok(Some(SequenceConfig {
             controls,
             states,
@@ -234,8 +269,11 @@ impl SequenceConfig {
             } else {
                 sb.max_sequence_idle_microseconds
             }),
-            slots_per_instance: config.max_batch_size.max(1) as usize,
+            slots_per_instance,
             batch_dim: config.max_batch_size > 0,
+            max_batch,
+            target_batch,
+            max_delay,
         }))
     }
 
@@ -326,6 +364,8 @@ fn corrid_bytes(id: &CorrId, datatype: DataType) -> Vec<u8> {
 /// What the batcher does with the requests it holds (implemented by the model's queued job).
 pub(crate) trait SequenceJob: Send {
     fn flags(&self) -> &SequenceFlags;
+    /// When the request was queued.
+    fn enqueued(&self) -> Instant;
     /// Adds the server's inputs and the place the state output goes.
     fn prepare(&mut self, inputs: Vec<Tensor>, state_out: Arc<Mutex<Vec<Tensor>>>);
     /// Answers the request with an error without running it.
@@ -524,9 +564,14 @@ impl<J: SequenceJob> Sequencer<J> {
         table.busy.iter().any(|b| *b) || table.sequences.values().any(|s| !s.queue.is_empty())
     }
 
-    /// The idle timer's period.
+    /// The timer's period: often enough for idle sequences and for batches waiting out
+    /// their queue delay.
     pub(crate) fn idle_check_period(&self) -> Duration {
-        (self.config.idle / 4).clamp(Duration::from_millis(1), Duration::from_millis(100))
+        let mut period = self.config.idle / 4;
+        if !self.config.max_delay.is_zero() {
+            period = period.min(self.config.max_delay / 2);
+        }
+        period.clamp(Duration::from_micros(100), Duration::from_millis(100))
     }
 
     /// Every request waiting here fails (the model is going away).
@@ -570,13 +615,36 @@ impl<J: SequenceJob> Sequencer<J> {
             if table.busy[instance] {
                 continue;
             }
+            // The instance's sequences with a request ready, oldest request first.
+            let mut active = 0usize;
+            let mut ready: Vec<(Instant, CorrId)> = Vec::new();
+            for (id, seq) in table.sequences.iter() {
+                if seq.instance != instance {
+                    continue;
+                }
+                active += 1;
+                if let (false, Some(job)) = (seq.running, seq.queue.front()) {
+                    ready.push((job.enqueued(), id.clone()));
+                }
+            }
+            if ready.is_empty() {
+                continue;
+            }
+            ready.sort_by_key(|(at, _)| *at);
+            // Wait (up to the delay) for the batch size the strategy prefers, unless every
+            // sequence of the instance is already in it.
+            let waited = ready[0].0.elapsed();
+            if ready.len() < self.config.target_batch
+                && ready.len() < active
+                && waited < self.config.max_delay
+            {
+                continue;
+            }
             let mut batch = Vec::new();
             let mut ids = Vec::new();
             let mut ended = Vec::new();
-            for (id, seq) in table.sequences.iter_mut() {
-                if seq.instance != instance || seq.running {
-                    continue;
-                }
+            for (_, id) in ready.into_iter().take(self.config.max_batch) {
+                let seq = table.sequences.get_mut(&id).expect("present");
                 let Some(mut job) = seq.queue.pop_front() else {
                     continue;
                 };
@@ -595,9 +663,6 @@ impl<J: SequenceJob> Sequencer<J> {
                 }
                 ids.push((id.clone(), flags.end));
                 batch.push(job);
-                if batch.len() == self.config.slots_per_instance {
-                    break;
-                }
             }
             if batch.is_empty() {
                 continue;
@@ -728,6 +793,112 @@ mod tests {
         assert_eq!(t.last().unwrap().data.as_ref(), [1u8; 8]);
     }
 
+    struct FakeJob {
+        flags: SequenceFlags,
+        at: Instant,
+        inputs: Vec<Tensor>,
+        failed: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl SequenceJob for FakeJob {
+        fn flags(&self) -> &SequenceFlags {
+            &self.flags
+        }
+        fn enqueued(&self) -> Instant {
+            self.at
+        }
+        fn prepare(&mut self, inputs: Vec<Tensor>, _: Arc<Mutex<Vec<Tensor>>>) {
+            self.inputs = inputs;
+        }
+        fn fail(self, error: Error) {
+            self.failed.lock().push(error.message().to_string());
+        }
+    }
+
+    fn job(id: u64, start: bool, end: bool) -> FakeJob {
+        FakeJob {
+            flags: SequenceFlags {
+                id: CorrId::U64(id),
+                start,
+                end,
+            },
+            at: Instant::now(),
+            inputs: Vec::new(),
+            failed: Arc::default(),
+        }
+    }
+
+    fn oldest(delay_us: u64) -> SequenceConfig {
+        let text = format!(
+            r#"name: "m" max_batch_size: 4
+            sequence_batching {{
+              oldest {{ max_candidate_sequences: 4 preferred_batch_size: [ 2 ] max_queue_delay_microseconds: {delay_us} }}
+              control_input [ {{ name: "S" control [ {{ kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] }} ] }} ]
+            }}"#
+        );
+        let config = ferrite_proto::parse_model_config(&text).unwrap();
+        SequenceConfig::from_config(&config, std::path::Path::new("."))
+            .unwrap()
+            .unwrap()
+    }
+
+    #[test]
+    fn oldest_waits_for_the_preferred_size_up_to_the_delay() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = Sequencer::new("m", oldest(200_000), vec![tx], 16);
+        // The instance's only sequence: nothing to wait for.
+        s.submit(job(1, true, false)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        s.submit(job(2, true, false)).unwrap(); // the instance is busy
+        s.instance_idle(0);
+        assert!(
+            rx.try_recv().is_err(),
+            "one of two sequences ready: waits for the preferred batch of 2"
+        );
+        s.submit(job(1, false, false)).unwrap();
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch[0].flags.id, CorrId::U64(2), "oldest request first");
+        s.instance_idle(0);
+        s.submit(job(2, false, true)).unwrap();
+        assert!(rx.try_recv().is_err());
+        s.submit(job(1, false, false)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 2);
+        s.instance_idle(0);
+        // Sequence 2 ended; 1 is alone again: no waiting.
+        s.submit(job(1, false, false)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_delay_bounds_the_wait() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = Sequencer::new("m", oldest(20_000), vec![tx], 16);
+        s.submit(job(1, true, false)).unwrap();
+        rx.try_recv().unwrap();
+        let sent = Instant::now();
+        s.submit(job(2, true, false)).unwrap();
+        s.instance_idle(0);
+        assert!(rx.try_recv().is_err(), "waits for sequence 1");
+        // The timer's work: dispatch once the delay has passed.
+        let batch = loop {
+            s.expire_idle();
+            if let Ok(b) = rx.try_recv() {
+                break b;
+            }
+            assert!(sent.elapsed() < Duration::from_secs(2), "never dispatched");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert_eq!(batch.len(), 1);
+        assert!(sent.elapsed() >= Duration::from_millis(20));
+        assert_eq!(batch[0].inputs[0].name, "S");
+        assert_eq!(
+            batch[0].inputs[0].data.as_ref(),
+            1i32.to_le_bytes(),
+            "START"
+        );
+    }
+
     #[test]
     fn slots_spread_over_instances() {
         assert_eq!(pick_instance(&[2, 2]), Some(0));
@@ -743,21 +914,6 @@ mod tests {
         assert_eq!(f.id, CorrId::U64(u64::MAX));
     }
 
-    struct FakeJob {
-        flags: SequenceFlags,
-        failed: Arc<Mutex<Vec<String>>>,
-    }
-
-    impl SequenceJob for FakeJob {
-        fn flags(&self) -> &SequenceFlags {
-            &self.flags
-        }
-        fn prepare(&mut self, _: Vec<Tensor>, _: Arc<Mutex<Vec<Tensor>>>) {}
-        fn fail(self, error: Error) {
-            self.failed.lock().push(error.message().to_string());
-        }
-    }
-
     #[test]
     fn an_ended_id_can_start_again_before_its_batch_is_done() {
         let config = ferrite_proto::parse_model_config(
@@ -771,12 +927,8 @@ mod tests {
         let seq = Sequencer::new("m", sc, vec![tx], 4);
         let failed = Arc::new(Mutex::new(Vec::new()));
         let job = |id: u64, start: bool, end: bool| FakeJob {
-            flags: SequenceFlags {
-                id: CorrId::U64(id),
-                start,
-                end,
-            },
             failed: Arc::clone(&failed),
+            ..self::job(id, start, end)
         };
         seq.submit(job(1, true, true)).unwrap();
         assert_eq!(rx.try_recv().unwrap().len(), 1);
