@@ -27,12 +27,10 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
 
 pub use render::{CpuSample, ModelSample, render};
 pub use system::CpuMetrics;
@@ -84,47 +82,21 @@ pub async fn serve(
     } else {
         (None, None)
     };
-    // Connections hold a clone of `done_tx`; when all are gone, `done_rx` ends.
-    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!("metrics: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let (server, cpu, stop, done) = (
-            server.clone(),
-            cpu.clone(),
-            stop_rx.clone(),
-            done_tx.clone(),
-        );
-        tokio::spawn(async move {
+    // The HTTP frontend's accept loop and connection settings: the stop, the drain of
+    // connections in flight and the reply headers behave as on the inference port.
+    let result = ferrite_http::accept_until(listener, shutdown, move |stream, peer, stop| {
+        let (server, cpu) = (server.clone(), cpu.clone());
+        async move {
             let service = service_fn(move |request| {
                 let reply = handle(&server, cpu.as_ref(), &request);
                 async move { Ok::<_, Infallible>(reply) }
             });
-            let mut builder = http1::Builder::new();
-            builder
-                .auto_date_header(false)
-                .title_case_headers(true)
-                .keep_alive(true)
-                .half_close(true);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection =
+                ferrite_http::http1_builder().serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             let result = tokio::select! {
                 r = connection.as_mut() => r,
-                () = stopped(stop) => {
+                () = stop.wait() => {
                     connection.as_mut().graceful_shutdown();
                     connection.as_mut().await
                 }
@@ -132,22 +104,13 @@ pub async fn serve(
             if let Err(e) = result {
                 tracing::debug!("metrics connection from {peer} ended: {e}");
             }
-            drop(done);
-        });
-    }
-    drop(listener);
+        }
+    })
+    .await;
     if let Some(task) = sampler {
         task.abort();
     }
-    let _ = stop_tx.send(true);
-    drop(done_tx);
-    let _ = done_rx.recv().await;
-    Ok(())
-}
-
-/// Completes when the endpoint stops accepting.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
+    result
 }
 
 /// `GET /metrics` → 200 with the scrape; another method → 405; another path → 404.
