@@ -380,48 +380,23 @@ impl Frontend {
         B: Body<Data = Bytes> + Send,
         B::Error: Display,
     {
-        let method = request.method().clone();
-        if method != Method::GET && method != Method::POST {
-            return reply::method_not_allowed(Kind::Json);
-        }
         let server = &self.inner.server;
-        let settings = if method == Method::GET {
-            server.log_settings()
-        } else {
-            let body = match read_body(request.into_body(), self.inner.options.max_input_size).await
-            {
-                Ok(b) => b,
-                Err(e) => return reply::core_error(Kind::Json, &e.into_error()),
-            };
-            let doc: serde_json::Value = match serde_json::from_slice(&body) {
-                Ok(d) => d,
-                Err(e) => {
-                    return reply::error(
-                        StatusCode::BAD_REQUEST,
-                        Kind::Json,
-                        &format!("failed to parse the request JSON buffer: {e}"),
-                    );
-                }
-            };
-            match log_update(&doc) {
-                Ok(update) => server.update_log_settings(&update),
-                Err(e) => Err(e),
-            }
-        };
-        match settings {
-            Ok(s) => {
-                let body = serde_json::json!({
+        self.settings(
+            request,
+            || server.log_settings(),
+            |doc| server.update_log_settings(&log_update(doc)?),
+            |s| {
+                serde_json::json!({
                     "log_file": s.log_file,
                     "log_info": s.log_info,
                     "log_warning": s.log_warning,
                     "log_error": s.log_error,
                     "log_verbose_level": s.log_verbose_level,
                     "log_format": s.log_format,
-                });
-                reply::json(StatusCode::OK, body.to_string().into_bytes())
-            }
-            Err(e) => reply::core_error(Kind::Json, &e),
-        }
+                })
+            },
+        )
+        .await
     }
 
     /// The trace extension: GET a scope's settings, POST changes (strings, lists of strings,
@@ -431,36 +406,12 @@ impl Frontend {
         B: Body<Data = Bytes> + Send,
         B::Error: Display,
     {
-        let method = request.method().clone();
-        if method != Method::GET && method != Method::POST {
-            return reply::method_not_allowed(Kind::Json);
-        }
         let server = &self.inner.server;
-        let settings = if method == Method::GET {
-            server.trace_settings(model)
-        } else {
-            let body = match read_body(request.into_body(), self.inner.options.max_input_size).await
-            {
-                Ok(b) => b,
-                Err(e) => return reply::core_error(Kind::Json, &e.into_error()),
-            };
-            let doc: serde_json::Value = match serde_json::from_slice(&body) {
-                Ok(d) => d,
-                Err(e) => {
-                    return reply::error(
-                        StatusCode::BAD_REQUEST,
-                        Kind::Json,
-                        &format!("failed to parse the request JSON buffer: {e}"),
-                    );
-                }
-            };
-            match trace_update(&doc) {
-                Ok(update) => server.update_trace_settings(model, &update),
-                Err(e) => Err(e),
-            }
-        };
-        match settings {
-            Ok(s) => {
+        self.settings(
+            request,
+            || server.trace_settings(model),
+            |doc| server.update_trace_settings(model, &trace_update(doc)?),
+            |s| {
                 let mut body = serde_json::Map::new();
                 for (key, values) in s.to_map() {
                     let value = if key == "trace_level" {
@@ -470,11 +421,49 @@ impl Frontend {
                     };
                     body.insert(key.to_string(), value);
                 }
-                reply::json(
-                    StatusCode::OK,
-                    serde_json::Value::Object(body).to_string().into_bytes(),
-                )
+                serde_json::Value::Object(body)
+            },
+        )
+        .await
+    }
+
+    /// A settings endpoint (logging, trace): GET answers `get`, POST hands the JSON body to
+    /// `update`; either way the settings go out through `render` (errors with their code).
+    async fn settings<B, T>(
+        &self,
+        request: Request<B>,
+        get: impl FnOnce() -> Result<T, Error>,
+        update: impl FnOnce(&serde_json::Value) -> Result<T, Error>,
+        render: impl FnOnce(T) -> serde_json::Value,
+    ) -> Reply
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Display,
+    {
+        let method = request.method().clone();
+        let settings = if method == Method::GET {
+            get()
+        } else if method == Method::POST {
+            let body = match read_body(request.into_body(), self.inner.options.max_input_size).await
+            {
+                Ok(b) => b,
+                Err(e) => return reply::core_error(Kind::Json, &e.into_error()),
+            };
+            match serde_json::from_slice::<serde_json::Value>(&body) {
+                Ok(doc) => update(&doc),
+                Err(e) => {
+                    return reply::error(
+                        StatusCode::BAD_REQUEST,
+                        Kind::Json,
+                        &format!("failed to parse the request JSON buffer: {e}"),
+                    );
+                }
             }
+        } else {
+            return reply::method_not_allowed(Kind::Json);
+        };
+        match settings {
+            Ok(s) => reply::json(StatusCode::OK, render(s).to_string().into_bytes()),
             Err(e) => reply::core_error(Kind::Json, &e),
         }
     }
