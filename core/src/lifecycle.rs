@@ -311,27 +311,31 @@ impl Server {
                 .collect(),
             _ => dirs.into_iter().collect(),
         };
-        self.load_many(wanted);
+        self.load_many(wanted.into_iter().map(|(n, d)| (n, d, None)).collect());
     }
 
-    /// Loads models in parallel (bounded by the load slots); returns each one's result.
-    fn load_many(&self, items: Vec<(String, Result<ModelDir>)>) -> Vec<(String, Result<()>)> {
+    /// Loads models in parallel (bounded by the load slots); returns each one's result. An
+    /// item may carry its folder's fingerprint when the caller has it already.
+    fn load_many(
+        &self,
+        items: Vec<(String, Result<ModelDir>, Option<u64>)>,
+    ) -> Vec<(String, Result<()>)> {
         {
             // Listed at once as LOADING, so the index and readiness see them from the start.
             let mut models = self.inner.models.write();
-            for (name, _) in &items {
+            for (name, _, _) in &items {
                 models.entry(name.clone()).or_default();
             }
         }
         let results = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
-            for (name, dir) in items {
+            for (name, dir, print) in items {
                 let results = &results;
                 scope.spawn(move || {
                     let lock = self.inner.ops.get(&name);
                     let _op = lock.lock();
                     let result = match dir {
-                        Ok(dir) => self.load_from(dir, None, None),
+                        Ok(dir) => self.load_from(dir, None, None, print),
                         Err(e) => {
                             tracing::error!("failed to load '{name}': {}", e.chain());
                             let mut models = self.inner.models.write();
@@ -386,14 +390,16 @@ impl Server {
             };
             (dir, Some(temp))
         };
+        let mut print = None;
         if params.is_empty() {
-            let print = fingerprint(&dir.path);
+            let now = fingerprint(&dir.path);
+            print = Some(now);
             let models = self.inner.models.read();
             let unchanged = models.get(name).is_some_and(|r| {
                 r.has_ready()
                     && r.versions.iter().all(|v| v.state == ModelState::Ready)
                     && r.source.as_ref().is_some_and(|s| {
-                        !s.overridden && s.path == dir.path && s.fingerprint == print
+                        !s.overridden && s.path == dir.path && s.fingerprint == now
                     })
             });
             if unchanged {
@@ -408,7 +414,7 @@ impl Server {
             },
             None => None,
         };
-        self.load_from(dir, config, temp)
+        self.load_from(dir, config, temp, print)
     }
 
     /// Loads every version the configuration selects from `dir`, then swaps them in and
@@ -419,9 +425,10 @@ impl Server {
         dir: ModelDir,
         config: Option<ModelConfig>,
         temp: Option<tempfile::TempDir>,
+        print: Option<u64>,
     ) -> Result<()> {
         let name = dir.name.clone();
-        let print = fingerprint(&dir.path);
+        let print = print.unwrap_or_else(|| fingerprint(&dir.path));
         let overridden = config.is_some() || temp.is_some();
         let opts = self.load_options();
         let failed_model = |e: Error| -> Error {
@@ -675,27 +682,38 @@ impl Server {
                 return report;
             }
         };
-        let mut work = Vec::new();
-        {
+        // What each model was loaded from, read under the lock; the folders are walked
+        // after it is released (requests take the same lock to find their model).
+        let loaded: HashMap<String, (PathBuf, u64)> = {
             let models = self.inner.models.read();
-            for (name, dir) in &dirs {
-                let Ok(dir) = dir else { continue };
-                match models.get(name).and_then(|r| r.source.as_ref()) {
-                    None => {
-                        report.added.push(name.clone());
-                        work.push((name.clone(), Ok(dir.clone())));
-                    }
-                    Some(s) if s.path != dir.path || s.fingerprint != fingerprint(&dir.path) => {
-                        report.modified.push(name.clone());
-                        work.push((name.clone(), Ok(dir.clone())));
-                    }
-                    Some(_) => {}
-                }
-            }
             for name in models.keys() {
                 if !matches!(dirs.get(name), Some(Ok(_))) {
                     report.removed.push(name.clone());
                 }
+            }
+            models
+                .iter()
+                .filter_map(|(n, r)| {
+                    r.source
+                        .as_ref()
+                        .map(|s| (n.clone(), (s.path.clone(), s.fingerprint)))
+                })
+                .collect()
+        };
+        let mut work = Vec::new();
+        for (name, dir) in &dirs {
+            let Ok(dir) = dir else { continue };
+            let print = fingerprint(&dir.path);
+            match loaded.get(name) {
+                None => {
+                    report.added.push(name.clone());
+                    work.push((name.clone(), Ok(dir.clone()), Some(print)));
+                }
+                Some((path, old)) if *path != dir.path || *old != print => {
+                    report.modified.push(name.clone());
+                    work.push((name.clone(), Ok(dir.clone()), Some(print)));
+                }
+                Some(_) => {}
             }
         }
         for name in &report.removed {
