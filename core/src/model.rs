@@ -119,8 +119,7 @@ impl SequenceJob for Job {
     }
 
     fn fail(self, error: Error) {
-        self.sink.fail(error, FailureReason::Rejected);
-        self.sink.flush();
+        self.cancel(error);
     }
 }
 
