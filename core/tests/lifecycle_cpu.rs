@@ -2,43 +2,17 @@
 //! unload, drain, reload without a gap, load timeouts and polling (called directly, so no
 //! timer is involved). Needs what server_cpu.rs needs (scripts/test.sh provides it).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{built, target, workspace};
 use ferrite_core::{
     DataType, ErrorCode, InferenceRequest, LoadParams, ModelControlMode, ModelState, Server,
     ServerOptions, StartupModels, Tensor,
 };
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-        .join("debug")
-}
-
-fn built() -> bool {
-    let ready = target().join("libferrite_driver_cpu.so").is_file()
-        && target().join("libonnxruntime.so.1.31.1").is_file()
-        && workspace()
-            .join("configs/models/simple/1/model.onnx")
-            .is_file();
-    if !ready {
-        assert!(
-            std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-            "the CPU driver, ONNX Runtime or the example models are missing; run scripts/setup.sh and cargo build --workspace"
-        );
-        eprintln!(
-            "SKIPPED: CPU driver / ONNX Runtime / example models not built (run scripts/test.sh)"
-        );
-    }
-    ready
-}
 
 /// Copies example model `from` into `repo` as `name`, with `extra` appended to its config.
 fn add_model(repo: &Path, from: &str, name: &str, extra: &str) {

@@ -3,41 +3,22 @@
 //! driver library); `scripts/test.sh` does both and sets FERRITE_REQUIRE_DRIVERS=1, so these
 //! tests fail there rather than skip.
 
-use std::path::PathBuf;
+mod common;
 
 use bytes::Bytes;
+use common::{built, target, workspace};
 use ferrite_core::{
     DataType, ErrorCode, InferenceRequest, ModelState, RequestedOutput, Server, ServerOptions,
     Tensor,
 };
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn server() -> Option<Server> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-        .join("debug");
-    let ready = target.join("libferrite_driver_cpu.so").is_file()
-        && target.join("libonnxruntime.so.1.31.1").is_file()
-        && workspace()
-            .join("configs/models/simple/1/model.onnx")
-            .is_file();
-    if !ready {
-        assert!(
-            std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-            "the CPU driver, ONNX Runtime or the example models are missing; run scripts/setup.sh and cargo build --workspace"
-        );
-        eprintln!(
-            "SKIPPED: CPU driver / ONNX Runtime / example models not built (run scripts/test.sh)"
-        );
+    if !built() {
         return None;
     }
     let options = ServerOptions {
         model_repositories: vec![workspace().join("configs/models")],
-        backend_directory: target,
+        backend_directory: target(),
         ..Default::default()
     };
     Some(Server::start(options).expect("server starts"))
@@ -216,7 +197,9 @@ fn model_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, Server)> {
 /// A temporary repository holding an example model with extra configuration appended, and
 /// the options of a server on it.
 fn repo_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, ServerOptions)> {
-    server()?;
+    if !built() {
+        return None;
+    }
     let repo = tempfile::tempdir().unwrap();
     let dir = repo.path().join(model);
     std::fs::create_dir_all(dir.join("1")).unwrap();
@@ -227,13 +210,9 @@ fn repo_with(model: &str, extra: &str) -> Option<(tempfile::TempDir, ServerOptio
     }
     let config = std::fs::read_to_string(models.join("config.pbtxt")).unwrap();
     std::fs::write(dir.join("config.pbtxt"), format!("{config}\n{extra}\n")).unwrap();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"))
-        .join("debug");
     let options = ServerOptions {
         model_repositories: vec![repo.path().to_path_buf()],
-        backend_directory: target,
+        backend_directory: target(),
         ..Default::default()
     };
     Some((repo, options))
