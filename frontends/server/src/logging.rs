@@ -15,6 +15,7 @@ use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -329,7 +330,7 @@ impl std::io::Write for Sink {
 /// Installs the logger; returns its settings for the logging extension. `FERRITE_LOG` (an
 /// `EnvFilter` directive such as `ferrite_core=debug`) replaces the level flags when set.
 pub fn init(options: &Options) -> Result<Arc<Logging>, String> {
-    if !["default", "ISO8601", "json"].contains(&options.log_format.as_str()) {
+    if !ferrite_core::logsettings::LOG_FORMATS.contains(&options.log_format.as_str()) {
         return Err(format!(
             "unexpected value for --log-format: '{}' (default, ISO8601 or json)",
             options.log_format
@@ -377,8 +378,6 @@ pub fn init(options: &Options) -> Result<Arc<Logging>, String> {
     };
     Ok(logging)
 }
-
-use tracing_subscriber::Layer as _;
 
 #[cfg(test)]
 mod tests {
