@@ -214,14 +214,30 @@ impl SequenceConfig {
             let initial = match s.initial_state.first() {
                 Some(init) => match &init.state_data {
                     Some(StateData::DataFile(file)) => {
+                        // Triton: row-major binary in <model>/initial_state/<data_file>.
                         let path = model_dir.join("initial_state").join(file);
-                        Bytes::from(std::fs::read(&path).map_err(|e| {
+                        let data = std::fs::read(&path).map_err(|e| {
                             Error::invalid_arg(format!(
                                 "state '{}': cannot read initial state {}: {e}",
                                 s.input_name,
                                 path.display()
                             ))
-                        })?)
+                        })?;
+                        if let Some(size) = datatype.element_size()
+                            && data.len() != count * size
+                        {
+                            return Err(Error::invalid_arg(format!(
+                                "state '{}': initial state {} holds {} bytes, but {} elements of TYPE_{} (dims {:?}) take {}",
+                                s.input_name,
+                                path.display(),
+                                data.len(),
+                                count,
+                                datatype.wire_name(),
+                                s.dims,
+                                count * size
+                            )));
+                        }
+                        Bytes::from(data)
                     }
                     _ => zeros(datatype, count),
                 },
@@ -946,5 +962,81 @@ mod tests {
         seq.instance_idle(0);
         assert!(failed.lock().is_empty(), "{:?}", failed.lock());
         assert!(!seq.has_work());
+    }
+
+    fn with_state(initial: &str, dir: &std::path::Path) -> Result<SequenceConfig> {
+        let text = format!(
+            r#"name: "m" max_batch_size: 2
+            sequence_batching {{
+              state [ {{ input_name: "IN" output_name: "OUT" data_type: TYPE_INT32 dims: [ 2 ]
+                        initial_state {{ data_type: TYPE_INT32 dims: [ 2 ] name: "i" {initial} }} }} ]
+            }}"#
+        );
+        let config = ferrite_proto::parse_model_config(&text).unwrap();
+        SequenceConfig::from_config(&config, dir).map(Option::unwrap)
+    }
+
+    #[test]
+    fn initial_state_from_a_data_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let zero = with_state("zero_data: true", dir.path()).unwrap();
+        assert_eq!(zero.states[0].initial.as_ref(), [0u8; 8]);
+
+        std::fs::create_dir(dir.path().join("initial_state")).unwrap();
+        let values: Vec<u8> = [7i32, -3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.path().join("initial_state/start.bin"), &values).unwrap();
+        let file = with_state(r#"data_file: "start.bin""#, dir.path()).unwrap();
+        assert_eq!(file.states[0].initial.as_ref(), values.as_slice());
+
+        std::fs::write(dir.path().join("initial_state/short.bin"), [1u8; 4]).unwrap();
+        let e = with_state(r#"data_file: "short.bin""#, dir.path()).unwrap_err();
+        assert!(
+            e.message()
+                .contains("holds 4 bytes, but 2 elements of TYPE_INT32"),
+            "{}",
+            e.message()
+        );
+        let e = with_state(r#"data_file: "absent.bin""#, dir.path()).unwrap_err();
+        assert!(
+            e.message().contains("cannot read initial state") && e.message().contains("absent.bin"),
+            "{}",
+            e.message()
+        );
+    }
+
+    #[test]
+    fn a_full_backlog_refuses_new_sequences() {
+        let config = ferrite_proto::parse_model_config(
+            r#"name: "m" max_batch_size: 1 sequence_batching { }"#,
+        )
+        .unwrap();
+        let sc = SequenceConfig::from_config(&config, std::path::Path::new("."))
+            .unwrap()
+            .unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let seq = Sequencer::new("m", sc, vec![tx], 2);
+        seq.submit(job(1, true, false)).unwrap(); // the only slot
+        seq.submit(job(2, true, false)).unwrap(); // waits
+        seq.submit(job(3, true, false)).unwrap(); // waits
+        let e = seq.submit(job(4, true, false)).unwrap_err();
+        assert_eq!(e.code(), crate::error::ErrorCode::Unavailable);
+        assert!(
+            e.message().contains(
+                "every sequence slot of model 'm' is taken and 2 more sequences are waiting"
+            ),
+            "{}",
+            e.message()
+        );
+        // A waiting sequence may queue more requests; the slot's holder carries on.
+        seq.submit(job(2, false, false)).unwrap();
+        seq.submit(job(1, false, true)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        seq.instance_idle(0);
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        seq.instance_idle(0);
+        // Sequence 1 ended: 2 takes the slot with both its requests (one at a time), and the
+        // backlog has room again.
+        assert_eq!(rx.try_recv().unwrap()[0].flags.id, CorrId::U64(2));
+        seq.submit(job(4, true, false)).unwrap();
     }
 }

@@ -356,6 +356,36 @@ def test_idle_sequence_is_released(ferrite, connect):
     assert c.infer("acc_idle_one", 11, 1, end=True) == 8
 
 
+def test_initial_state_from_a_data_file(ferrite, connect):
+    """initial_state { data_file } (Triton: row-major bytes in <model>/initial_state/): every
+    sequence starts from it, also after the model's other sequences moved their state on."""
+    repo = ferrite.repo()
+    # The graph resets its sum on START (ACC_IN * (1 - START)); with START sent as 0 either
+    # way, the state it starts from is only the server's initial state.
+    variant(repo, "acc_hundred", "sequence_accumulator",
+            init=("zero_data: true", 'data_file: "hundred.bin"'),
+            start=("int32_false_true: [ 0, 1 ]", "int32_false_true: [ 0, 0 ]"))
+    (repo / "acc_hundred" / "initial_state").mkdir()
+    (repo / "acc_hundred" / "initial_state" / "hundred.bin").write_bytes(
+        np.array([100], dtype=np.int32).tobytes())
+    # A file of the wrong size: the model does not load, and says why.
+    variant(repo, "acc_short", "sequence_accumulator",
+            init=("zero_data: true", 'data_file: "short.bin"'))
+    (repo / "acc_short" / "initial_state").mkdir()
+    (repo / "acc_short" / "initial_state" / "short.bin").write_bytes(b"\x01\x00")
+    srv = ferrite.start([repo], [EXPLICIT, "--load-model=acc_hundred"])
+    c = connect(srv, "grpc")
+    assert c.infer("acc_hundred", 1, 5, start=True) == 105
+    assert c.infer("acc_hundred", 2, 1, start=True) == 101
+    assert c.infer("acc_hundred", 1, 5) == 110
+    assert c.infer("acc_hundred", 1, 1, end=True) == 111
+    assert c.infer("acc_hundred", 1, 3, start=True, end=True) == 103
+
+    status, message = error_of(c.c.load_model, "acc_short", client_timeout=TIMEOUT)
+    assert status == "StatusCode.INVALID_ARGUMENT", (status, message)
+    assert "initial state" in message and "holds 2 bytes, but 1 elements of TYPE_INT32" in message, message
+
+
 # --- slots -----------------------------------------------------------------------------------
 
 def test_start_waits_for_a_free_slot(ferrite, connect):
