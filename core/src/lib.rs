@@ -6,6 +6,7 @@ pub mod batcher;
 pub mod clock;
 pub mod config;
 pub mod driver;
+pub mod ensemble;
 pub mod error;
 pub mod lifecycle;
 pub mod logsettings;

@@ -128,6 +128,9 @@ pub(crate) struct ModelRecord {
     pub(crate) reason: Option<String>,
     /// The last load attempted (successful or not).
     pub(crate) source: Option<Source>,
+    /// An ensemble out of service because this step model is not loaded: it loads again when
+    /// that model does.
+    pub(crate) blocked_by: Option<String>,
 }
 
 impl ModelRecord {
@@ -316,7 +319,75 @@ impl Server {
 
     /// Loads models in parallel (bounded by the load slots); returns each one's result. An
     /// item may carry its folder's fingerprint when the caller has it already.
+    /// Ensembles load after the models they run: in waves, each holding the models whose
+    /// steps are not waiting in a later wave.
     fn load_many(
+        &self,
+        items: Vec<(String, Result<ModelDir>, Option<u64>)>,
+    ) -> Vec<(String, Result<()>)> {
+        {
+            // Listed at once as LOADING, so the index and readiness see them from the start.
+            let mut models = self.inner.models.write();
+            for (name, _, _) in &items {
+                models.entry(name.clone()).or_default();
+            }
+        }
+        let opts = self.load_options();
+        // (name, folder, fingerprint, the models it runs if it is an ensemble)
+        type Item = (String, Result<ModelDir>, Option<u64>, Vec<String>);
+        let mut rest: Vec<Item> = items
+            .into_iter()
+            .map(|(name, dir, print)| {
+                let steps = dir
+                    .as_ref()
+                    .ok()
+                    .and_then(|d| crate::model::read_config(d, &opts).ok())
+                    .filter(crate::ensemble::is_ensemble)
+                    .and_then(|c| crate::ensemble::Plan::from_config(&c).ok())
+                    .map(|p| p.models())
+                    .unwrap_or_default();
+                (name, dir, print, steps)
+            })
+            .collect();
+        let mut results = Vec::new();
+        while !rest.is_empty() {
+            let waiting: std::collections::HashSet<String> =
+                rest.iter().map(|(n, ..)| n.clone()).collect();
+            let (wave, later): (Vec<_>, Vec<_>) = rest
+                .into_iter()
+                .partition(|(_, _, _, steps)| !steps.iter().any(|s| waiting.contains(s)));
+            rest = later;
+            if wave.is_empty() {
+                // Ensembles that run each other: none can ever load.
+                for (name, _, _, steps) in rest.drain(..) {
+                    let e = Error::invalid_arg(format!(
+                        "ensemble '{name}' is part of a cycle of ensembles (its steps run {})",
+                        steps.join(", ")
+                    ));
+                    tracing::error!("failed to load '{name}': {}", e.message());
+                    self.inner
+                        .models
+                        .write()
+                        .entry(name.clone())
+                        .or_default()
+                        .reason = Some(e.chain());
+                    results.push((name, Err(e)));
+                }
+                break;
+            }
+            results.extend(
+                self.load_wave(
+                    wave.into_iter()
+                        .map(|(name, dir, print, _)| (name, dir, print))
+                        .collect(),
+                ),
+            );
+        }
+        results
+    }
+
+    /// Loads models in parallel (bounded by the load slots).
+    fn load_wave(
         &self,
         items: Vec<(String, Result<ModelDir>, Option<u64>)>,
     ) -> Vec<(String, Result<()>)> {
@@ -351,8 +422,39 @@ impl Server {
         results.into_inner()
     }
 
-    /// Loads (or reloads) a model through the repository API. Explicit mode only.
+    /// Loads (or reloads) a model through the repository API. Explicit mode only. An
+    /// ensemble's step models are loaded first (as Triton does), and ensembles that went out
+    /// of service when this model was unloaded come back with it.
     pub fn load(&self, name: &str, params: LoadParams) -> Result<()> {
+        self.load_with_steps(name, params, 0)?;
+        self.reload_blocked(name);
+        Ok(())
+    }
+
+    /// Ensembles waiting for `name` (see [`ModelRecord::blocked_by`]) load again.
+    fn reload_blocked(&self, name: &str) {
+        let blocked: Vec<String> = self
+            .inner
+            .models
+            .read()
+            .iter()
+            .filter(|(_, r)| r.blocked_by.as_deref() == Some(name) && !r.has_ready())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for ensemble in blocked {
+            tracing::info!("model '{name}' is back: loading ensemble '{ensemble}' again");
+            if let Err(e) = self.load(&ensemble, LoadParams::default()) {
+                tracing::error!("{}", e.chain());
+            }
+        }
+    }
+
+    fn load_with_steps(&self, name: &str, params: LoadParams, depth: usize) -> Result<()> {
+        if depth > 16 {
+            return Err(Error::invalid_arg(format!(
+                "failed to load '{name}': ensembles nest more than 16 deep (a cycle of ensembles?)"
+            )));
+        }
         if self.inner.options.model_control_mode != ModelControlMode::Explicit {
             return Err(Error::unavailable(
                 "explicit model load / unload is not allowed if polling is enabled",
@@ -378,8 +480,45 @@ impl Server {
                 Some(Ok(_)) => {}
             }
         }
+        // An ensemble: its steps first (each loads only if it is not loaded and unchanged).
+        let opts = self.load_options();
+        let ensemble_config = match params.config.as_deref() {
+            Some(json) => parse_override(name, json).ok(),
+            None => found
+                .as_ref()
+                .and_then(|f| f.as_ref().ok())
+                .and_then(|dir| crate::model::read_config(dir, &opts).ok()),
+        }
+        .filter(crate::ensemble::is_ensemble);
+        let mut step_errors = Vec::new();
+        let mut missing_step = None;
+        if let Some(plan) = ensemble_config
+            .as_ref()
+            .and_then(|c| crate::ensemble::Plan::from_config(c).ok())
+        {
+            for step in plan.models() {
+                if let Err(e) = self.load_with_steps(&step, LoadParams::default(), depth + 1) {
+                    step_errors.push(format!("step model '{step}': {}", e.chain()));
+                    missing_step.get_or_insert(step);
+                }
+            }
+        }
         let lock = self.inner.ops.get(name);
         let _op = lock.lock();
+        if !step_errors.is_empty() {
+            let e = Error::invalid_arg(format!(
+                "load failed for model '{name}': ensemble '{name}' depends on models that failed to load: {}",
+                step_errors.join("; ")
+            ));
+            tracing::error!("{}", e.message());
+            let mut models = self.inner.models.write();
+            let record = models.entry(name.to_string()).or_default();
+            record.blocked_by = missing_step;
+            if !record.has_ready() {
+                record.reason = Some(e.chain());
+            }
+            return Err(e);
+        }
         let (dir, temp) = if params.files.is_empty() {
             (found.and_then(Result::ok).expect("checked above"), None)
         } else {
@@ -414,7 +553,13 @@ impl Server {
             },
             None => None,
         };
-        self.load_from(dir, config, temp, print)
+        let result = self.load_from(dir, config, temp, print);
+        if result.is_ok()
+            && let Some(record) = self.inner.models.write().get_mut(name)
+        {
+            record.blocked_by = None;
+        }
+        result
     }
 
     /// Loads every version the configuration selects from `dir`, then swaps them in and
@@ -589,8 +734,11 @@ impl Server {
         std::thread::Builder::new()
             .name(format!("load-{}", dir.name))
             .spawn(move || {
-                let result =
-                    LoadedModel::load(&server.inner.drivers, &dir2, &config2, version, &opts);
+                let result = if crate::ensemble::is_ensemble(&config2) {
+                    LoadedModel::ensemble(&server, &dir2, &config2, version, &opts)
+                } else {
+                    LoadedModel::load(&server.inner.drivers, &dir2, &config2, version, &opts)
+                };
                 if let Err(crossbeam_channel::SendError(Ok(late))) = tx.send(result) {
                     tracing::warn!(
                         "model '{}' version {version} finished loading after its timeout; unloading it",
@@ -613,14 +761,75 @@ impl Server {
     /// Unloads every version of a model through the repository API (explicit mode): new
     /// requests get UNAVAILABLE at once, accepted ones complete, and the call returns when the
     /// driver has freed the model.
-    pub fn unload(&self, name: &str, _unload_dependents: bool) -> Result<()> {
+    ///
+    /// Ensembles that run the model go out of service with it (and load again when it does).
+    /// With `unload_dependents`, an ensemble's step models are unloaded too, unless another
+    /// loaded ensemble still runs them.
+    pub fn unload(&self, name: &str, unload_dependents: bool) -> Result<()> {
         if self.inner.options.model_control_mode != ModelControlMode::Explicit {
             return Err(Error::unavailable(
                 "explicit model load / unload is not allowed if polling is enabled",
             ));
         }
-        self.unload_model(name, false);
+        let steps = self.ensemble_steps(name);
+        self.unload_cascade(name, false);
+        if unload_dependents {
+            for step in steps {
+                if self.ensembles_running(&step).is_empty() {
+                    self.unload(&step, true)?;
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// The models a loaded ensemble runs (empty for other models).
+    fn ensemble_steps(&self, name: &str) -> Vec<String> {
+        self.inner
+            .models
+            .read()
+            .get(name)
+            .and_then(|r| r.versions.iter().rev().find_map(|v| v.model.clone()))
+            .map(|m| m.ensemble_steps())
+            .unwrap_or_default()
+    }
+
+    /// The loaded ensembles that run `name` in a step.
+    fn ensembles_running(&self, name: &str) -> Vec<String> {
+        self.inner
+            .models
+            .read()
+            .iter()
+            .filter(|(_, r)| {
+                r.versions
+                    .iter()
+                    .filter_map(|v| v.model.as_ref())
+                    .any(|m| m.ensemble_steps().iter().any(|s| s == name))
+            })
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Unloads a model and, first, the ensembles that run it (they cannot serve without it;
+    /// they are marked as waiting for it).
+    fn unload_cascade(&self, name: &str, forget: bool) {
+        for ensemble in self.ensembles_running(name) {
+            if ensemble == name {
+                continue;
+            }
+            tracing::info!("unloading ensemble '{ensemble}': it runs '{name}'");
+            self.unload_cascade(&ensemble, false);
+            let mut models = self.inner.models.write();
+            if let Some(record) = models.get_mut(&ensemble) {
+                record.blocked_by = Some(name.to_string());
+                for v in &mut record.versions {
+                    v.reason = format!(
+                        "ensemble '{ensemble}' depends on '{name}' which has no loaded version"
+                    );
+                }
+            }
+        }
+        self.unload_model(name, forget);
     }
 
     /// Takes a model's versions out of service and drains them. `forget` removes the model
@@ -718,7 +927,7 @@ impl Server {
         }
         for name in &report.removed {
             tracing::info!("model '{name}' left the repository; unloading it");
-            self.unload_model(name, true);
+            self.unload_cascade(name, true);
         }
         for name in report.added.iter().chain(&report.modified) {
             tracing::info!("model '{name}' changed in the repository; loading it");
@@ -733,8 +942,23 @@ impl Server {
 
     /// Unloads every model (each drained), for shutdown.
     pub(crate) fn unload_all(&self) {
-        let names: Vec<String> = self.inner.models.read().keys().cloned().collect();
-        for name in names {
+        // Ensembles first: their requests in flight still reach their steps.
+        let mut names: Vec<(bool, String)> = self
+            .inner
+            .models
+            .read()
+            .iter()
+            .map(|(n, r)| {
+                let plain = r
+                    .versions
+                    .iter()
+                    .filter_map(|v| v.model.as_ref())
+                    .all(|m| m.ensemble_steps().is_empty());
+                (plain, n.clone())
+            })
+            .collect();
+        names.sort();
+        for (_, name) in names {
             self.unload_model(&name, true);
         }
     }

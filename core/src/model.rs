@@ -35,6 +35,40 @@ const QUEUE_CAPACITY: usize = 4096;
 /// The stream of responses to one request (one, then the stream ends, for ordinary models).
 pub type ResponseStream = mpsc::UnboundedReceiver<Result<InferenceResponse>>;
 
+/// Where a request's responses go: the client's stream, or the ensemble step that sent it.
+#[derive(Clone)]
+pub(crate) enum Reply {
+    Stream(mpsc::UnboundedSender<Result<InferenceResponse>>),
+    Step(Arc<dyn StepReply>),
+}
+
+/// The receiving end of a request an ensemble sent to one of its steps.
+pub(crate) trait StepReply: Send + Sync {
+    /// A response; `final_response` is false for all but a decoupled model's last.
+    fn reply(&self, response: Result<InferenceResponse>, final_response: bool);
+    /// Nobody waits for the answer any more.
+    fn abandoned(&self) -> bool;
+}
+
+impl Reply {
+    pub(crate) fn send(&self, response: Result<InferenceResponse>, final_response: bool) {
+        match self {
+            // The client may have gone away; nothing to do then.
+            Reply::Stream(tx) => {
+                let _ = tx.send(response);
+            }
+            Reply::Step(step) => step.reply(response, final_response),
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Reply::Stream(tx) => tx.is_closed(),
+            Reply::Step(step) => step.abandoned(),
+        }
+    }
+}
+
 /// What a queued request carries.
 struct Job {
     request: InferenceRequest,
@@ -55,10 +89,10 @@ struct Job {
 }
 
 /// One pending request of a model (`nv_inference_pending_request_count`).
-struct Pending(Arc<Shared>);
+pub(crate) struct Pending(Arc<Shared>);
 
 impl Pending {
-    fn new(shared: &Arc<Shared>) -> Pending {
+    pub(crate) fn new(shared: &Arc<Shared>) -> Pending {
         shared
             .pending
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -169,15 +203,17 @@ enum Queue {
         sequencer: Arc<Sequencer<Job>>,
         _stop: Sender<()>,
     },
+    /// An ensemble: requests go through its steps' models.
+    Ensemble(Arc<crate::ensemble::Ensemble>),
 }
 
 /// The parts of a loaded model its instance threads and response sinks share.
-struct Shared {
-    name: String,
-    version: i64,
-    batching: bool,
-    outputs: Vec<OutputSpec>,
-    stats: StatsCollector,
+pub(crate) struct Shared {
+    pub(crate) name: String,
+    pub(crate) version: i64,
+    pub(crate) batching: bool,
+    pub(crate) outputs: Vec<OutputSpec>,
+    pub(crate) stats: StatsCollector,
     /// Requests accepted and not yet taken by an instance.
     pending: std::sync::atomic::AtomicI64,
     /// Sequence models: the state outputs, kept by the server and not returned.
@@ -481,6 +517,72 @@ impl LoadedModel {
         })
     }
 
+    /// Loads one version of an ensemble: its graph is checked against the step models
+    /// loaded now (which must be ready: the lifecycle loads them first).
+    pub(crate) fn ensemble(
+        server: &crate::Server,
+        dir: &ModelDir,
+        base_config: &ModelConfig,
+        version: i64,
+        opts: &LoadOptions,
+    ) -> Result<LoadedModel> {
+        let mut config = base_config.clone();
+        config::normalize(&mut config, opts.gpu_available);
+        let issues = config::validate(&config);
+        if !issues.is_empty() {
+            let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
+            return Err(Error::invalid_arg(format!(
+                "invalid model configuration for '{}' ({}): {}",
+                dir.name,
+                dir.path.join(config::CONFIG_FILE).display(),
+                list.join("; ")
+            )));
+        }
+        let plan = crate::ensemble::Plan::from_config(&config)?;
+        plan.check_models(&config, |step| server.model(&step.model, step.version))?;
+        let mut outputs = Vec::new();
+        for o in &config.output {
+            let labels = if o.label_filename.is_empty() {
+                Vec::new()
+            } else {
+                repository::read_labels(&dir.path, &o.label_filename)?
+            };
+            outputs.push(OutputSpec {
+                name: o.name.clone(),
+                labels,
+            });
+        }
+        let shared = Arc::new(Shared {
+            name: dir.name.clone(),
+            version,
+            batching: config.max_batch_size > 0,
+            outputs,
+            stats: StatsCollector::new(opts.histograms.as_deref()),
+            pending: std::sync::atomic::AtomicI64::new(0),
+            state_outputs: Vec::new(),
+        });
+        let config_json = config::to_json(&config);
+        Ok(LoadedModel {
+            shared,
+            config,
+            config_json,
+            queue: Some(Queue::Ensemble(Arc::new(crate::ensemble::Ensemble::new(
+                plan, server,
+            )))),
+            order: None,
+            threads: Vec::new(),
+            driver_name: crate::ensemble::PLATFORM.to_string(),
+        })
+    }
+
+    /// The models an ensemble's steps run (empty for other models).
+    pub fn ensemble_steps(&self) -> Vec<String> {
+        match &self.queue {
+            Some(Queue::Ensemble(e)) => e.plan.models(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.shared.name
     }
@@ -513,10 +615,23 @@ impl LoadedModel {
     /// Validates and queues a request; responses arrive on the returned stream.
     pub fn enqueue(
         &self,
-        mut request: InferenceRequest,
+        request: InferenceRequest,
         received_ns: u64,
         trace: Option<Arc<TraceCell>>,
     ) -> Result<ResponseStream> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.enqueue_to(request, received_ns, trace, Reply::Stream(tx))
+            .map(|()| rx)
+    }
+
+    /// Validates and queues a request whose responses go to `reply`.
+    pub(crate) fn enqueue_to(
+        &self,
+        mut request: InferenceRequest,
+        received_ns: u64,
+        trace: Option<Arc<TraceCell>>,
+        reply: Reply,
+    ) -> Result<()> {
         // A request the checks refuse never reaches the model: as in Triton, it is no
         // failure of the model's (statistics and metrics leave it out).
         let batch_size = crate::normalize::prepare(&self.config, &mut request)?;
@@ -527,9 +642,23 @@ impl LoadedModel {
             );
             e
         };
-        let (tx, rx) = mpsc::unbounded_channel();
+        let queue = self.queue.as_ref().ok_or_else(|| {
+            Error::unavailable(format!("model '{}' is unloading", self.shared.name))
+        })?;
+        if let Queue::Ensemble(ensemble) = queue {
+            ensemble.start(
+                &self.shared,
+                request,
+                batch_size,
+                received_ns,
+                trace,
+                reply,
+                Pending::new(&self.shared),
+            );
+            return Ok(());
+        }
         let sink = RequestSink {
-            tx,
+            tx: reply,
             shared: Arc::clone(&self.shared),
             id: request.id.clone(),
             requested: request.outputs.clone(),
@@ -543,9 +672,6 @@ impl LoadedModel {
                     .map(|gate| (Arc::clone(gate), gate.ticket())),
             ),
         };
-        let queue = self.queue.as_ref().ok_or_else(|| {
-            Error::unavailable(format!("model '{}' is unloading", self.shared.name))
-        })?;
         let sequence = match queue {
             Queue::Sequence { .. } => Some(SequenceFlags::from_parameters(
                 &request.parameters,
@@ -566,7 +692,7 @@ impl LoadedModel {
                         }
                     })?,
             ),
-            Queue::Direct(_) | Queue::Sequence { .. } => None,
+            Queue::Direct(_) | Queue::Sequence { .. } | Queue::Ensemble(_) => None,
         };
         tracing::debug!(
             request_id = request.id.as_str(),
@@ -597,12 +723,13 @@ impl LoadedModel {
             Queue::Batched(tx, _) => tx
                 .try_send(job)
                 .map_err(|e| matches!(e, TrySendError::Full(_))),
-            Queue::Sequence { sequencer, .. } => {
-                return sequencer.submit(job).map(|()| rx);
+            Queue::Sequence { sequencer, .. } => return sequencer.submit(job),
+            Queue::Ensemble(_) => {
+                return Err(Error::internal("an ensemble request reached a model queue"));
             }
         };
         match sent {
-            Ok(()) => Ok(rx),
+            Ok(()) => Ok(()),
             Err(true) => Err(rejected(Error::unavailable(format!(
                 "Exceeds maximum queue size for model '{}'",
                 self.shared.name
@@ -662,7 +789,7 @@ fn create_instance(
 /// the execution's statistics are recorded ([`ResponseSink::flush`]), so a client that has
 /// its answer sees statistics that include it.
 struct RequestSink {
-    tx: mpsc::UnboundedSender<Result<InferenceResponse>>,
+    tx: Reply,
     shared: Arc<Shared>,
     id: String,
     requested: Vec<crate::request::RequestedOutput>,
@@ -717,6 +844,10 @@ impl ResponseSink for RequestSink {
             };
         let result = outputs
             .and_then(|raw| {
+                let raw = raw
+                    .into_iter()
+                    .map(|o| Tensor::new(o.name, o.datatype, o.shape, bytes::Bytes::from(o.data)))
+                    .collect();
                 postprocess::finish(&s.name, &s.outputs, &self.requested, s.batching, raw)
             })
             .map(|outputs| InferenceResponse {
@@ -735,8 +866,7 @@ impl ResponseSink for RequestSink {
             }
             *self.held.lock() = Some(result);
         } else {
-            // The client may have gone away; nothing to do then.
-            let _ = self.tx.send(result);
+            self.tx.send(result, false);
         }
     }
 
@@ -748,16 +878,9 @@ impl ResponseSink for RequestSink {
             match self.order.lock().take() {
                 Some((gate, ticket)) => {
                     let tx = self.tx.clone();
-                    gate.complete(
-                        ticket,
-                        Box::new(move || {
-                            let _ = tx.send(result);
-                        }),
-                    );
+                    gate.complete(ticket, Box::new(move || tx.send(result, true)));
                 }
-                None => {
-                    let _ = self.tx.send(result);
-                }
+                None => self.tx.send(result, true),
             }
         }
     }

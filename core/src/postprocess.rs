@@ -1,9 +1,8 @@
-//! What happens to a driver's outputs before the client sees them: ordering, the requested
-//! subset, and Triton's classification extension.
+//! What happens to a model's outputs (a driver's, or an ensemble's) before the client sees
+//! them: ordering, the requested subset, and Triton's classification extension.
 
 use bytes::Bytes;
 
-use crate::driver::RawOutput;
 use crate::request::RequestedOutput;
 use crate::tensor::{DataType, Tensor, push_bytes_element};
 use crate::{Error, Result};
@@ -22,9 +21,9 @@ pub fn finish(
     specs: &[OutputSpec],
     requested: &[RequestedOutput],
     batching: bool,
-    mut raw: Vec<RawOutput>,
+    mut raw: Vec<Tensor>,
 ) -> Result<Vec<Tensor>> {
-    let mut take = |name: &str| -> Result<RawOutput> {
+    let mut take = |name: &str| -> Result<Tensor> {
         let pos = raw.iter().position(|o| o.name == name).ok_or_else(|| {
             Error::internal(format!("model '{model}' produced no output '{name}'"))
         })?;
@@ -33,13 +32,7 @@ pub fn finish(
     let mut out = Vec::new();
     if requested.is_empty() {
         for spec in specs {
-            let o = take(&spec.name)?;
-            out.push(Tensor::new(
-                o.name,
-                o.datatype,
-                o.shape,
-                Bytes::from(o.data),
-            ));
+            out.push(take(&spec.name)?);
         }
         return Ok(out);
     }
@@ -54,14 +47,14 @@ pub fn finish(
                     .unwrap_or(&[]);
                 classify(&o, k, labels, batching)?
             }
-            None => Tensor::new(o.name, o.datatype, o.shape, Bytes::from(o.data)),
+            None => o,
         };
         out.push(tensor);
     }
     Ok(out)
 }
 
-fn values_f64(o: &RawOutput) -> Result<Vec<f64>> {
+fn values_f64(o: &Tensor) -> Result<Vec<f64>> {
     let d = &o.data;
     macro_rules! conv {
         ($t:ty, $n:expr) => {
@@ -99,7 +92,7 @@ fn values_f64(o: &RawOutput) -> Result<Vec<f64>> {
 }
 
 /// Top-`k` classes of each batch row as BYTES `"score:index[:label]"`, as Triton does.
-fn classify(o: &RawOutput, k: usize, labels: &[String], batching: bool) -> Result<Tensor> {
+fn classify(o: &Tensor, k: usize, labels: &[String], batching: bool) -> Result<Tensor> {
     let values = values_f64(o)?;
     let rows = if batching {
         o.shape.first().copied().unwrap_or(1).max(1) as usize
@@ -143,13 +136,13 @@ mod tests {
     use super::*;
     use crate::tensor::bytes_elements;
 
-    fn fp32(name: &str, shape: Vec<i64>, v: &[f32]) -> RawOutput {
-        RawOutput {
-            name: name.into(),
-            datatype: DataType::Fp32,
+    fn fp32(name: &str, shape: Vec<i64>, v: &[f32]) -> Tensor {
+        Tensor::new(
+            name,
+            DataType::Fp32,
             shape,
-            data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
     }
 
     #[test]

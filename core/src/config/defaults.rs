@@ -55,6 +55,10 @@ pub fn normalize(config: &mut ModelConfig, gpu_available: bool) {
         db.preferred_batch_size.push(config.max_batch_size);
     }
 
+    if config.platform == "ensemble" {
+        // An ensemble has no instances of its own (Triton leaves instance_group out).
+        return;
+    }
     if config.instance_group.is_empty() {
         config
             .instance_group
