@@ -4,14 +4,16 @@
 //! The pieces are public so that tests (and other tools) can use the exact preprocessing:
 //! [`preprocess`] turns an image file into the model's input tensor the way
 //! `scripts/models/preprocess.py` and Triton's Python client do (Pillow's BILINEAR resize,
-//! reproduced bit for bit in [`resize`]); [`model`] checks that a model is an image
-//! classifier and reads its input's shape; [`run`] is the program.
+//! reproduced bit for bit in [`resize`]; both are the `ferrite-imaging` library, which the
+//! server's `image` driver uses too); [`model`] checks that a model is an image classifier
+//! and reads its input's shape; [`run`] is the program.
 
 pub mod args;
 pub mod model;
 pub mod preprocess;
-pub mod resize;
 pub mod run;
+
+pub use ferrite_imaging::resize;
 
 use std::fmt;
 
