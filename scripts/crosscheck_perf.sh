@@ -199,7 +199,7 @@ HAVE_FP=0
 [ "$PA_ONLY" = 1 ] || HAVE_FP=1
 if [ "$BUILD" = 1 ]; then
     [ -s configs/models/$MODEL/1/model.onnx ] || bash scripts/setup.sh
-    pkgs=(-p ferrite-server -p ferrite-driver-cpu)
+    pkgs=(-p ferrite-server -p ferrite-driver-cpu -p ferrite-driver-image -p ferrite-driver-tokenizer -p ferrite-driver-postprocess)
     [ "$HAVE_FP" = 0 ] || pkgs+=(-p ferrite-perf)
     say "cargo build --release ${pkgs[*]}"
     cargo build --release "${pkgs[@]}"

