@@ -932,9 +932,46 @@ impl Server {
         for name in report.added.iter().chain(&report.modified) {
             tracing::info!("model '{name}' changed in the repository; loading it");
         }
+        let mut loaded = std::collections::HashSet::new();
         for (name, result) in self.load_many(work) {
-            if let Err(e) = result {
-                report.failed.push((name, e.chain()));
+            match result {
+                Ok(()) => {
+                    loaded.insert(name);
+                }
+                Err(e) => report.failed.push((name, e.chain())),
+            }
+        }
+        // Ensembles that could not load for want of a model that just arrived try again.
+        if !loaded.is_empty() {
+            let opts = self.load_options();
+            let retry: Vec<(String, Result<ModelDir>, Option<u64>)> = dirs
+                .iter()
+                .filter_map(|(name, dir)| {
+                    let dir = dir.as_ref().ok()?;
+                    let waiting = self
+                        .inner
+                        .models
+                        .read()
+                        .get(name)
+                        .is_some_and(|r| !r.has_ready());
+                    if !waiting || loaded.contains(name) {
+                        return None;
+                    }
+                    let config = crate::model::read_config(dir, &opts).ok()?;
+                    let plan = crate::ensemble::is_ensemble(&config)
+                        .then(|| crate::ensemble::Plan::from_config(&config).ok())
+                        .flatten()?;
+                    plan.models()
+                        .iter()
+                        .any(|m| loaded.contains(m))
+                        .then(|| (name.clone(), Ok(dir.clone()), None))
+                })
+                .collect();
+            for (name, result) in self.load_many(retry) {
+                report.failed.retain(|(n, _)| *n != name);
+                if let Err(e) = result {
+                    report.failed.push((name, e.chain()));
+                }
             }
         }
         report

@@ -6,6 +6,7 @@ dependency-aware load and unload.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -265,3 +266,29 @@ def test_explicit_load_and_unload_follow_dependencies(ferrite):
         assert g.is_model_ready("chain"), "a failed load leaves the others alone"
     finally:
         g.close()
+
+
+def test_poll_mode_loads_an_ensemble_when_its_step_arrives(ferrite, tmp_path):
+    repo = ferrite.repo()
+    add_ensemble(repo, "chain", CHAIN)
+    srv = ferrite.start([repo], ["--model-control-mode=poll", "--repository-poll-secs=1",
+                                 "--exit-on-error=false"], wait_ready=False)
+    srv.wait_http("/v2/health/live")
+    h = httpclient.InferenceServerClient(srv.hostport)
+    try:
+        index = {m["name"]: m for m in h.get_model_repository_index()}
+        assert index["chain"]["state"] == "UNAVAILABLE"
+        assert "depends on 'simple'" in index["chain"]["reason"], index["chain"]
+        # The step model arrives (one rename, so a poll never sees half a copy).
+        staged = tmp_path / "staging"
+        staged.mkdir()
+        u.copy_model("simple", staged)
+        (staged / "simple").rename(repo / "simple")
+        deadline = time.monotonic() + 20
+        while not h.is_model_ready("chain"):
+            assert time.monotonic() < deadline, h.get_model_repository_index()
+            time.sleep(0.1)
+        a, b = pair(1)
+        np.testing.assert_array_equal(infer_http(h, "chain", a, b).as_numpy("OUT0"), 2 * a)
+    finally:
+        h.close()
