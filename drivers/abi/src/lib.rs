@@ -55,6 +55,7 @@ pub struct Str {
     pub len: usize,
 }
 
+/// cbindgen:ignore
 impl Str {
     pub const EMPTY: Str = Str {
         ptr: std::ptr::null(),
@@ -104,6 +105,7 @@ pub struct Memory {
     pub device_id: i64,
 }
 
+/// cbindgen:ignore
 impl Memory {
     pub const CPU: Memory = Memory {
         kind: MemoryKind::Cpu as u32,
@@ -279,31 +281,37 @@ pub struct HostApi {
 
 /// `driver_init`: makes the driver's global state.
 pub type DriverInitFn =
-    unsafe extern "C" fn(info: *const DriverInfo, state: *mut *mut c_void) -> *mut Error;
+    Option<unsafe extern "C" fn(info: *const DriverInfo, state: *mut *mut c_void) -> *mut Error>;
 /// `driver_fini`, `model_unload`, `instance_destroy`: frees a state.
-pub type FiniFn = unsafe extern "C" fn(state: *mut c_void);
+pub type FiniFn = Option<unsafe extern "C" fn(state: *mut c_void)>;
 /// `model_load`: loads one version of a model.
-pub type ModelLoadFn = unsafe extern "C" fn(
-    driver_state: *mut c_void,
-    info: *const ModelInfo,
-    model: *mut Model,
-    state: *mut *mut c_void,
-) -> *mut Error;
+pub type ModelLoadFn = Option<
+    unsafe extern "C" fn(
+        driver_state: *mut c_void,
+        info: *const ModelInfo,
+        model: *mut Model,
+        state: *mut *mut c_void,
+    ) -> *mut Error,
+>;
 /// `instance_create`: makes one instance of a loaded model.
-pub type InstanceCreateFn = unsafe extern "C" fn(
-    model_state: *mut c_void,
-    info: *const InstanceInfo,
-    state: *mut *mut c_void,
-) -> *mut Error;
+pub type InstanceCreateFn = Option<
+    unsafe extern "C" fn(
+        model_state: *mut c_void,
+        info: *const InstanceInfo,
+        state: *mut *mut c_void,
+    ) -> *mut Error,
+>;
 /// `execute`: runs a batch of requests on an instance. Called from the instance's own thread,
 /// never concurrently for one instance. The driver sends a final response (or error) for every
 /// request; an error returned here fails every request that got no final response.
-pub type ExecuteFn = unsafe extern "C" fn(
-    instance_state: *mut c_void,
-    requests: *const Request,
-    request_count: usize,
-    stats: *mut ExecuteStats,
-) -> *mut Error;
+pub type ExecuteFn = Option<
+    unsafe extern "C" fn(
+        instance_state: *mut c_void,
+        requests: *const Request,
+        request_count: usize,
+        stats: *mut ExecuteStats,
+    ) -> *mut Error,
+>;
 
 /// The driver's table, returned by its entry point. Valid for the process lifetime.
 #[repr(C)]
@@ -323,19 +331,19 @@ pub struct DriverApi {
     pub instance_kinds: u32,
     /// Bit `1 << t` is set for each [`DataType`] value `t` it supports.
     pub datatypes: u64,
-    pub driver_init: Option<DriverInitFn>,
-    pub driver_fini: Option<FiniFn>,
-    pub model_load: Option<ModelLoadFn>,
-    pub model_unload: Option<FiniFn>,
-    pub instance_create: Option<InstanceCreateFn>,
-    pub instance_destroy: Option<FiniFn>,
-    pub execute: Option<ExecuteFn>,
+    pub driver_init: DriverInitFn,
+    pub driver_fini: FiniFn,
+    pub model_load: ModelLoadFn,
+    pub model_unload: FiniFn,
+    pub instance_create: InstanceCreateFn,
+    pub instance_destroy: FiniFn,
+    pub execute: ExecuteFn,
 }
 
 /// The size of the ABI 1.0 driver table: a driver's `size` must be at least this; fields
 /// appended in later minors are read only when its `size` covers them.
 pub const DRIVER_API_MIN_SIZE: usize =
-    std::mem::offset_of!(DriverApi, execute) + std::mem::size_of::<Option<ExecuteFn>>();
+    std::mem::offset_of!(DriverApi, execute) + std::mem::size_of::<ExecuteFn>();
 
 /// The type of [`DRIVER_ENTRY_SYMBOL`].
 pub type DriverEntryFn = unsafe extern "C" fn(host: *const HostApi) -> *const DriverApi;

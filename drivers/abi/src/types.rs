@@ -98,6 +98,7 @@ pub enum DataType {
     Bf16 = 14,
 }
 
+/// cbindgen:ignore
 impl DataType {
     pub const ALL: [DataType; 14] = [
         DataType::Bool,
