@@ -53,10 +53,8 @@ import argparse
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +65,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
 import efficientnet_lite  # noqa: E402
+from files import write_atomic  # noqa: E402
 import preprocess  # noqa: E402
 import simple_models  # noqa: E402
 import torch_legacy  # noqa: E402
@@ -117,20 +116,6 @@ def sample_image_path(name: str) -> Path:
     return p
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def rel(path: Path) -> str:
