@@ -220,6 +220,60 @@ pub(crate) struct Shared {
     state_outputs: Vec<String>,
 }
 
+impl Shared {
+    /// A version's shared parts: its outputs (labels read from their files), fresh
+    /// statistics, and a sequence model's state outputs.
+    fn new(
+        dir: &ModelDir,
+        version: i64,
+        config: &ModelConfig,
+        opts: &LoadOptions,
+        state_outputs: Vec<String>,
+    ) -> Result<Shared> {
+        let mut outputs = Vec::new();
+        for o in &config.output {
+            let labels = if o.label_filename.is_empty() {
+                Vec::new()
+            } else {
+                repository::read_labels(&dir.path, &o.label_filename)?
+            };
+            outputs.push(OutputSpec {
+                name: o.name.clone(),
+                labels,
+            });
+        }
+        Ok(Shared {
+            name: dir.name.clone(),
+            version,
+            batching: config.max_batch_size > 0,
+            outputs,
+            stats: StatsCollector::new(opts.histograms.as_deref()),
+            pending: std::sync::atomic::AtomicI64::new(0),
+            state_outputs,
+        })
+    }
+}
+
+/// Applies Triton's defaults, then refuses a configuration with issues, listing every one.
+fn normalize_and_validate(
+    dir: &ModelDir,
+    config: &mut ModelConfig,
+    gpu_available: bool,
+) -> Result<()> {
+    config::normalize(config, gpu_available);
+    let issues = config::validate(config);
+    if issues.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
+    Err(Error::invalid_arg(format!(
+        "invalid model configuration for '{}' ({}): {}",
+        dir.name,
+        dir.path.join(config::CONFIG_FILE).display(),
+        list.join("; ")
+    )))
+}
+
 pub struct LoadedModel {
     shared: Arc<Shared>,
     config: ModelConfig,
@@ -328,43 +382,14 @@ impl LoadedModel {
             })?;
             config = config::from_json(&value)?;
         }
-        config::normalize(&mut config, opts.gpu_available);
-        let issues = config::validate(&config);
-        if !issues.is_empty() {
-            let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
-            return Err(Error::invalid_arg(format!(
-                "invalid model configuration for '{}' ({}): {}",
-                dir.name,
-                dir.path.join(config::CONFIG_FILE).display(),
-                list.join("; ")
-            )));
-        }
+        normalize_and_validate(dir, &mut config, opts.gpu_available)?;
 
         let sequence = SequenceConfig::from_config(&config, &dir.path)?;
-        let mut outputs = Vec::new();
-        for o in &config.output {
-            let labels = if o.label_filename.is_empty() {
-                Vec::new()
-            } else {
-                repository::read_labels(&dir.path, &o.label_filename)?
-            };
-            outputs.push(OutputSpec {
-                name: o.name.clone(),
-                labels,
-            });
-        }
-        let shared = Arc::new(Shared {
-            name: dir.name.clone(),
-            version,
-            batching: config.max_batch_size > 0,
-            outputs,
-            stats: StatsCollector::new(opts.histograms.as_deref()),
-            pending: std::sync::atomic::AtomicI64::new(0),
-            state_outputs: sequence
-                .as_ref()
-                .map(|s| s.state_outputs().map(str::to_string).collect())
-                .unwrap_or_default(),
-        });
+        let state_outputs = sequence
+            .as_ref()
+            .map(|s| s.state_outputs().map(str::to_string).collect())
+            .unwrap_or_default();
+        let shared = Arc::new(Shared::new(dir, version, &config, opts, state_outputs)?);
         let config_json = config::to_json(&config);
         let config_text = config_json.to_string();
         let driver_model = Arc::new(driver_model);
@@ -527,40 +552,10 @@ impl LoadedModel {
         opts: &LoadOptions,
     ) -> Result<LoadedModel> {
         let mut config = base_config.clone();
-        config::normalize(&mut config, opts.gpu_available);
-        let issues = config::validate(&config);
-        if !issues.is_empty() {
-            let list: Vec<String> = issues.iter().map(ToString::to_string).collect();
-            return Err(Error::invalid_arg(format!(
-                "invalid model configuration for '{}' ({}): {}",
-                dir.name,
-                dir.path.join(config::CONFIG_FILE).display(),
-                list.join("; ")
-            )));
-        }
+        normalize_and_validate(dir, &mut config, opts.gpu_available)?;
         let plan = crate::ensemble::Plan::from_config(&config)?;
         plan.check_models(&config, |step| server.model(&step.model, step.version))?;
-        let mut outputs = Vec::new();
-        for o in &config.output {
-            let labels = if o.label_filename.is_empty() {
-                Vec::new()
-            } else {
-                repository::read_labels(&dir.path, &o.label_filename)?
-            };
-            outputs.push(OutputSpec {
-                name: o.name.clone(),
-                labels,
-            });
-        }
-        let shared = Arc::new(Shared {
-            name: dir.name.clone(),
-            version,
-            batching: config.max_batch_size > 0,
-            outputs,
-            stats: StatsCollector::new(opts.histograms.as_deref()),
-            pending: std::sync::atomic::AtomicI64::new(0),
-            state_outputs: Vec::new(),
-        });
+        let shared = Arc::new(Shared::new(dir, version, &config, opts, Vec::new())?);
         let config_json = config::to_json(&config);
         Ok(LoadedModel {
             shared,
