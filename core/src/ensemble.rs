@@ -39,6 +39,17 @@ pub fn is_ensemble(config: &ModelConfig) -> bool {
     config.platform == PLATFORM
 }
 
+/// The models an ensemble's configuration runs, each once; empty for other models and for an
+/// ensemble whose graph does not check (its load reports why).
+pub fn step_models(config: &ModelConfig) -> Vec<String> {
+    if !is_ensemble(config) {
+        return Vec::new();
+    }
+    Plan::from_config(config)
+        .map(|p| p.models())
+        .unwrap_or_default()
+}
+
 /// One step as configured.
 #[derive(Clone, Debug)]
 pub struct Step {

@@ -342,9 +342,7 @@ impl Server {
                     .as_ref()
                     .ok()
                     .and_then(|d| crate::model::read_config(d, &opts).ok())
-                    .filter(crate::ensemble::is_ensemble)
-                    .and_then(|c| crate::ensemble::Plan::from_config(&c).ok())
-                    .map(|p| p.models())
+                    .map(|c| crate::ensemble::step_models(&c))
                     .unwrap_or_default();
                 (name, dir, print, steps)
             })
@@ -482,25 +480,21 @@ impl Server {
         }
         // An ensemble: its steps first (each loads only if it is not loaded and unchanged).
         let opts = self.load_options();
-        let ensemble_config = match params.config.as_deref() {
+        let steps = match params.config.as_deref() {
             Some(json) => parse_override(name, json).ok(),
             None => found
                 .as_ref()
                 .and_then(|f| f.as_ref().ok())
                 .and_then(|dir| crate::model::read_config(dir, &opts).ok()),
         }
-        .filter(crate::ensemble::is_ensemble);
+        .map(|c| crate::ensemble::step_models(&c))
+        .unwrap_or_default();
         let mut step_errors = Vec::new();
         let mut missing_step = None;
-        if let Some(plan) = ensemble_config
-            .as_ref()
-            .and_then(|c| crate::ensemble::Plan::from_config(c).ok())
-        {
-            for step in plan.models() {
-                if let Err(e) = self.load_with_steps(&step, LoadParams::default(), depth + 1) {
-                    step_errors.push(format!("step model '{step}': {}", e.chain()));
-                    missing_step.get_or_insert(step);
-                }
+        for step in steps {
+            if let Err(e) = self.load_with_steps(&step, LoadParams::default(), depth + 1) {
+                step_errors.push(format!("step model '{step}': {}", e.chain()));
+                missing_step.get_or_insert(step);
             }
         }
         let lock = self.inner.ops.get(name);
@@ -958,10 +952,7 @@ impl Server {
                         return None;
                     }
                     let config = crate::model::read_config(dir, &opts).ok()?;
-                    let plan = crate::ensemble::is_ensemble(&config)
-                        .then(|| crate::ensemble::Plan::from_config(&config).ok())
-                        .flatten()?;
-                    plan.models()
+                    crate::ensemble::step_models(&config)
                         .iter()
                         .any(|m| loaded.contains(m))
                         .then(|| (name.clone(), Ok(dir.clone()), None))
