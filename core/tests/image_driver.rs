@@ -18,21 +18,10 @@ use ferrite_imaging::{ElementType, Format, InputSpec, Scaling};
 
 const MODEL: &str = "preprocess_image";
 
-/// Whether the image driver and the sample image are there (else skip, or fail when
+/// Whether the drivers and the sample image are there (else skip, or fail when
 /// FERRITE_REQUIRE_DRIVERS is set).
 fn ready() -> bool {
-    let ready = target().join("libferrite_driver_image.so").is_file()
-        && workspace().join("configs/images/coffee.png").is_file();
-    if !ready {
-        assert!(
-            std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-            "the image driver or configs/images/coffee.png is missing; run scripts/setup.sh and cargo build -p ferrite-driver-image"
-        );
-        eprintln!(
-            "SKIPPED: image driver (cargo build -p ferrite-driver-image) or sample images (scripts/setup.sh) missing"
-        );
-    }
-    ready
+    common::built() && common::present(&[workspace().join("configs/images/coffee.png")])
 }
 
 /// A server on a temporary repository holding the example model, its configuration with

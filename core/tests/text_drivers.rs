@@ -36,38 +36,17 @@ const BABY: (&str, &[i64]) = (
 const COS_FOOD_BREAD: f32 = 0.7535;
 const COS_FOOD_BABY: f32 = -0.1055;
 
-/// What the tests need (beyond [`common::built`]: the CPU driver, ONNX Runtime and the
-/// example models), or a skip message (a failure under FERRITE_REQUIRE_DRIVERS).
+/// What the tests need beyond [`common::built`] (the drivers, ONNX Runtime and the simple
+/// models): the MiniLM files and top_k's labels, or a skip message (a failure under
+/// FERRITE_REQUIRE_DRIVERS).
 fn ready() -> bool {
-    if !common::built() {
-        return false;
-    }
     let models = workspace().join("configs/models");
-    let needed = [
-        target().join("libferrite_driver_tokenizer.so"),
-        target().join("libferrite_driver_postprocess.so"),
-        models.join("minilm_tokenizer/1/tokenizer.json"),
-        models.join("all_minilm_l6_v2/1/model.onnx"),
-        models.join("top_k/labels.txt"),
-    ];
-    let missing: Vec<String> = needed
-        .iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-        "missing {}; run scripts/setup.sh and cargo build --workspace",
-        missing.join(", ")
-    );
-    eprintln!(
-        "SKIPPED: missing {} (run scripts/setup.sh and cargo build --workspace)",
-        missing.join(", ")
-    );
-    false
+    common::built()
+        && common::present(&[
+            models.join("minilm_tokenizer/1/tokenizer.json"),
+            models.join("all_minilm_l6_v2/1/model.onnx"),
+            models.join("top_k/labels.txt"),
+        ])
 }
 
 /// Copies example model `name` (its config and the given files) into `repo`, with an

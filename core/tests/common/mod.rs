@@ -15,30 +15,41 @@ pub fn target() -> PathBuf {
         .join("debug")
 }
 
-/// Whether the CPU driver, ONNX Runtime and the example models are built. Without them a
-/// test skips with a message, unless FERRITE_REQUIRE_DRIVERS is set (scripts/test.sh), where
-/// it fails.
+/// Whether the drivers, ONNX Runtime and the example models are built. Without them a test
+/// skips with a message, unless FERRITE_REQUIRE_DRIVERS is set (scripts/test.sh), where it
+/// fails.
 pub fn built() -> bool {
-    // Every driver the example repository's models use.
-    let drivers = [
-        "libferrite_driver_cpu.so",
-        "libferrite_driver_image.so",
-        "libferrite_driver_tokenizer.so",
-        "libferrite_driver_postprocess.so",
-    ];
-    let ready = drivers.iter().all(|d| target().join(d).is_file())
-        && target().join("libonnxruntime.so.1.31.1").is_file()
-        && workspace()
-            .join("configs/models/simple/1/model.onnx")
-            .is_file();
-    if !ready {
-        assert!(
-            std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
-            "a driver, ONNX Runtime or the example models are missing; run scripts/setup.sh and cargo build --workspace"
-        );
-        eprintln!(
-            "SKIPPED: drivers / ONNX Runtime / example models not built (run scripts/test.sh)"
-        );
+    let t = target();
+    present(&[
+        // Every driver the example repository's models use.
+        t.join("libferrite_driver_cpu.so"),
+        t.join("libferrite_driver_image.so"),
+        t.join("libferrite_driver_tokenizer.so"),
+        t.join("libferrite_driver_postprocess.so"),
+        t.join("libonnxruntime.so.1.31.1"),
+        workspace().join("configs/models/simple/1/model.onnx"),
+    ])
+}
+
+/// Whether every file a test needs is there; else the test skips, naming what is missing,
+/// or fails under FERRITE_REQUIRE_DRIVERS.
+pub fn present(files: &[PathBuf]) -> bool {
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return true;
     }
-    ready
+    assert!(
+        std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
+        "missing {}; run scripts/setup.sh and cargo build --workspace",
+        missing.join(", ")
+    );
+    eprintln!(
+        "SKIPPED: missing {} (run scripts/setup.sh and cargo build --workspace)",
+        missing.join(", ")
+    );
+    false
 }
