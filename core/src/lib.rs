@@ -26,7 +26,7 @@ pub mod trace;
 pub use error::{Error, ErrorCode, Result};
 pub use lifecycle::{LoadParams, ModelControlMode, PollReport, StartupModels};
 pub use logsettings::{LogControl, LogSettings, LogUpdate};
-pub use model::ResponseStream;
+pub use model::{ResponseStream, Streamed};
 pub use request::{
     HeaderForward, InferenceRequest, InferenceResponse, Parameters, RequestedOutput,
 };

@@ -32,13 +32,45 @@ use ferrite_proto::inference::model_config::SchedulingChoice;
 /// Requests a model's queue holds before it refuses more.
 const QUEUE_CAPACITY: usize = 4096;
 
-/// The stream of responses to one request (one, then the stream ends, for ordinary models).
-pub type ResponseStream = mpsc::UnboundedReceiver<Result<InferenceResponse>>;
+/// One message of a request's response stream.
+#[derive(Debug)]
+pub struct Streamed {
+    /// A response or an error in its place. `None` only for a decoupled model that ended the
+    /// request without another response (the final flag alone, as Triton's
+    /// `TRITONSERVER_RESPONSE_COMPLETE_FINAL` without a response).
+    pub response: Option<Result<InferenceResponse>>,
+    /// The request's last message: the stream ends after it.
+    pub final_response: bool,
+}
+
+/// The responses to one request: exactly one, final, for ordinary models; any number, the
+/// last one final, for decoupled ones. The stream ends after the final message.
+#[derive(Debug)]
+pub struct ResponseStream {
+    rx: mpsc::UnboundedReceiver<Streamed>,
+}
+
+impl ResponseStream {
+    /// The next message; `None` once the final one was taken.
+    pub async fn recv(&mut self) -> Option<Streamed> {
+        self.rx.recv().await
+    }
+
+    /// The one response of a model that is not decoupled (the first of one that is).
+    pub async fn single(mut self) -> Result<InferenceResponse> {
+        while let Some(m) = self.rx.recv().await {
+            if let Some(response) = m.response {
+                return response;
+            }
+        }
+        Err(Error::internal("expected a single response, got 0"))
+    }
+}
 
 /// Where a request's responses go: the client's stream, or the ensemble step that sent it.
 #[derive(Clone)]
 pub(crate) enum Reply {
-    Stream(mpsc::UnboundedSender<Result<InferenceResponse>>),
+    Stream(mpsc::UnboundedSender<Streamed>),
     Step(Arc<dyn StepReply>),
 }
 
@@ -52,12 +84,31 @@ pub(crate) trait StepReply: Send + Sync {
 
 impl Reply {
     pub(crate) fn send(&self, response: Result<InferenceResponse>, final_response: bool) {
+        self.send_message(Some(response), final_response);
+    }
+
+    /// [`Reply::send`], or with `None` the final flag alone.
+    pub(crate) fn send_message(
+        &self,
+        response: Option<Result<InferenceResponse>>,
+        final_response: bool,
+    ) {
         match self {
             // The client may have gone away; nothing to do then.
             Reply::Stream(tx) => {
-                let _ = tx.send(response);
+                let _ = tx.send(Streamed {
+                    response,
+                    final_response,
+                });
             }
-            Reply::Step(step) => step.reply(response, final_response),
+            Reply::Step(step) => match response {
+                Some(r) => step.reply(r, final_response),
+                // Steps are never decoupled (refused at load); this cannot reach one.
+                None => step.reply(
+                    Err(Error::internal("the step model sent no response")),
+                    final_response,
+                ),
+            },
         }
     }
 
@@ -218,6 +269,8 @@ pub(crate) struct Shared {
     pending: std::sync::atomic::AtomicI64,
     /// Sequence models: the state outputs, kept by the server and not returned.
     state_outputs: Vec<String>,
+    /// `model_transaction_policy { decoupled: true }`: any number of responses per request.
+    pub(crate) decoupled: bool,
 }
 
 impl Shared {
@@ -250,6 +303,10 @@ impl Shared {
             stats: StatsCollector::new(opts.histograms.as_deref()),
             pending: std::sync::atomic::AtomicI64::new(0),
             state_outputs,
+            decoupled: config
+                .model_transaction_policy
+                .as_ref()
+                .is_some_and(|p| p.decoupled),
         })
     }
 }
@@ -616,7 +673,7 @@ impl LoadedModel {
     ) -> Result<ResponseStream> {
         let (tx, rx) = mpsc::unbounded_channel();
         self.enqueue_to(request, received_ns, trace, Reply::Stream(tx))
-            .map(|()| rx)
+            .map(|()| ResponseStream { rx })
     }
 
     /// Validates and queues a request whose responses go to `reply`.
@@ -789,8 +846,9 @@ struct RequestSink {
     id: String,
     requested: Vec<crate::request::RequestedOutput>,
     received_ns: u64,
-    /// The final response, held until the execution's statistics are recorded.
-    held: parking_lot::Mutex<Option<Result<InferenceResponse>>>,
+    /// The final message, held until the execution's statistics are recorded (`Some(None)`:
+    /// the final flag alone).
+    held: parking_lot::Mutex<Option<Option<Result<InferenceResponse>>>>,
     /// A sampled request's timeline: REQUEST_END when the final response goes out.
     trace: Option<Arc<TraceCell>>,
     /// A sequence request's state outputs go here instead of to the client.
@@ -806,7 +864,7 @@ impl RequestSink {
         self.shared
             .stats
             .record_failure(reason, clock::now_ns().saturating_sub(self.received_ns));
-        *self.held.lock() = Some(Err(error));
+        *self.held.lock() = Some(Some(Err(error)));
     }
 }
 
@@ -859,10 +917,20 @@ impl ResponseSink for RequestSink {
                 (Err(_), true) => s.stats.record_failure(FailureReason::Backend, ns),
                 (Err(_), false) => s.stats.record_failure(FailureReason::Other, ns),
             }
-            *self.held.lock() = Some(result);
+            *self.held.lock() = Some(Some(result));
         } else {
             self.tx.send(result, false);
         }
+    }
+
+    fn complete(&self) {
+        let ns = clock::now_ns().saturating_sub(self.received_ns);
+        self.shared.stats.record_success(ns);
+        *self.held.lock() = Some(None);
+    }
+
+    fn decoupled(&self) -> bool {
+        self.shared.decoupled
     }
 
     fn flush(&self) {
@@ -873,9 +941,9 @@ impl ResponseSink for RequestSink {
             match self.order.lock().take() {
                 Some((gate, ticket)) => {
                     let tx = self.tx.clone();
-                    gate.complete(ticket, Box::new(move || tx.send(result, true)));
+                    gate.complete(ticket, Box::new(move || tx.send_message(result, true)));
                 }
-                None => self.tx.send(result, true),
+                None => self.tx.send_message(result, true),
             }
         }
     }

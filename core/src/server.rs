@@ -403,12 +403,14 @@ impl Server {
         model.enqueue(request, received, trace)
     }
 
-    /// Runs a request and waits for its final response.
+    /// Runs a request and waits for its final response (a decoupled model's last one).
     pub async fn infer_one(&self, request: InferenceRequest) -> Result<InferenceResponse> {
         let mut stream = self.infer(request)?;
         let mut last = None;
-        while let Some(response) = stream.recv().await {
-            last = Some(response?);
+        while let Some(message) = stream.recv().await {
+            if let Some(response) = message.response {
+                last = Some(response?);
+            }
         }
         last.ok_or_else(|| Error::internal("the model sent no response"))
     }

@@ -159,15 +159,15 @@ async fn unload_completes_every_accepted_request() {
                 assert_eq!(e.code(), ErrorCode::Unavailable, "{}", e.message());
                 break;
             }
-            Ok(mut accepted) => {
+            Ok(accepted) => {
                 // Accepted before the unload began: it must complete.
-                accepted.recv().await.unwrap().unwrap();
+                accepted.single().await.unwrap();
             }
         }
     }
     unload.await.unwrap().unwrap();
-    for mut stream in streams {
-        let response = stream.recv().await.unwrap().unwrap();
+    for stream in streams {
+        let response = stream.single().await.unwrap();
         assert_eq!(response.outputs.len(), 2);
     }
     assert_eq!(

@@ -312,8 +312,8 @@ async fn queue_policies_refuse_and_time_out_with_triton_texts() {
     let e = server.infer(simple_request(1)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unavailable);
     assert_eq!(e.message(), "Exceeds maximum queue size for model 'simple'");
-    for mut stream in [first, second] {
-        assert!(stream.recv().await.unwrap().is_ok());
+    for stream in [first, second] {
+        assert!(stream.single().await.is_ok());
     }
     drop(server);
 
@@ -356,17 +356,17 @@ async fn finish_order(ordered: bool) -> Vec<&'static str> {
         ..Default::default()
     };
     // A slow request (batch 8) reaches one instance, then a quick one (batch 1) the other.
-    let mut slow = server.infer(image(8)).unwrap();
+    let slow = server.infer(image(8)).unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let mut quick = server.infer(image(1)).unwrap();
+    let quick = server.infer(image(1)).unwrap();
     let order = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
     let (o1, o2) = (order.clone(), order.clone());
     let a = tokio::spawn(async move {
-        slow.recv().await.unwrap().unwrap();
+        slow.single().await.unwrap();
         o1.lock().push("slow");
     });
     let b = tokio::spawn(async move {
-        quick.recv().await.unwrap().unwrap();
+        quick.single().await.unwrap();
         o2.lock().push("quick");
     });
     a.await.unwrap();

@@ -227,10 +227,9 @@ async fn a_bad_text_fails_only_its_request() {
         "minilm_tokenizer",
         vec![text("TEXT", &[b"fine", b"\xff\xfe not utf-8"])],
     ));
-    let mut good = good.unwrap();
-    let response = good.recv().await.unwrap().unwrap();
+    let response = good.unwrap().single().await.unwrap();
     assert_eq!(int64s(output(&response, "input_ids")), BREAD.1);
-    let e = bad.unwrap().recv().await.unwrap().unwrap_err();
+    let e = bad.unwrap().single().await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArg);
     for part in ["minilm_tokenizer", "'TEXT'", "row 1", "UTF-8"] {
         assert!(e.message().contains(part), "{}", e.message());

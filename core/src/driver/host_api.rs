@@ -14,6 +14,13 @@ use crate::{Error, ErrorCode, Result, clock};
 /// outputs (requested subset, classification) and hands them to the frontend.
 pub trait ResponseSink: Send + Sync {
     fn send(&self, outputs: Result<Vec<RawOutput>>, final_response: bool);
+    /// The request ends without another response (a decoupled model's flags-only final).
+    fn complete(&self);
+    /// Whether the model is decoupled: it may send any number of responses, the last one
+    /// (or a [`ResponseSink::complete`]) final. Other models send exactly one, final.
+    fn decoupled(&self) -> bool {
+        false
+    }
     /// Called once the execution that answered the request is fully accounted for (its
     /// statistics recorded); a sink that held its final response back delivers it now.
     fn flush(&self) {}
@@ -260,6 +267,12 @@ unsafe extern "C" fn response_send(
     let pending = unsafe { Box::from_raw(response.cast::<PendingResponse>()) };
     let slot = unsafe { &*pending.slot };
     let is_final = flags & abi::RESPONSE_FLAG_FINAL != 0;
+    if !is_final && !slot.sink.decoupled() {
+        // The request still needs its one, final, response.
+        return error_into_abi(Error::internal(
+            "response_send: a response without the final flag, but the model is not decoupled (model_transaction_policy { decoupled: true }); its one response must be final",
+        ));
+    }
     if is_final {
         if slot.finished.swap(true, Ordering::AcqRel) {
             return error_into_abi(Error::internal(
@@ -289,6 +302,45 @@ unsafe extern "C" fn response_send(
     std::ptr::null_mut()
 }
 
+unsafe extern "C" fn request_complete(
+    request: *mut abi::RequestHandle,
+    flags: u32,
+) -> *mut abi::Error {
+    if request.is_null() {
+        return error_into_abi(Error::invalid_arg("request_complete: null request"));
+    }
+    if flags & abi::RESPONSE_FLAG_FINAL == 0 {
+        return error_into_abi(Error::invalid_arg(
+            "request_complete: flags must hold RESPONSE_FLAG_FINAL",
+        ));
+    }
+    // SAFETY: the handle is a live RequestSlot for the duration of execute.
+    let slot = unsafe { &*request.cast::<RequestSlot>() };
+    if !slot.sink.decoupled() {
+        return error_into_abi(Error::internal(
+            "request_complete: the model is not decoupled; send its one response with the final flag",
+        ));
+    }
+    if slot.finished.swap(true, Ordering::AcqRel) {
+        return error_into_abi(Error::internal(
+            "request_complete: the request already got its final response",
+        ));
+    }
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.sink.complete())).is_err() {
+        tracing::error!("panic while completing a request");
+    }
+    std::ptr::null_mut()
+}
+
+unsafe extern "C" fn request_cancelled(request: *mut abi::RequestHandle) -> u32 {
+    if request.is_null() {
+        return 0;
+    }
+    // SAFETY: the handle is a live RequestSlot for the duration of execute.
+    let slot = unsafe { &*request.cast::<RequestSlot>() };
+    u32::from(slot.abandoned())
+}
+
 unsafe extern "C" fn response_delete(response: *mut abi::Response) {
     if !response.is_null() {
         // SAFETY: a response made by response_new and not sent, freed once.
@@ -316,4 +368,6 @@ pub static HOST_API: abi::HostApi = abi::HostApi {
     response_send,
     response_delete,
     now_ns,
+    request_complete,
+    request_cancelled,
 };

@@ -18,6 +18,7 @@ pub fn target() -> PathBuf {
 /// Whether the drivers, ONNX Runtime and the example models are built. Without them a test
 /// skips with a message, unless FERRITE_REQUIRE_DRIVERS is set (scripts/test.sh), where it
 /// fails.
+#[allow(dead_code)] // tests/custom_drivers.rs needs no ONNX model
 pub fn built() -> bool {
     let t = target();
     present(&[

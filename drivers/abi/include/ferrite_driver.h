@@ -30,11 +30,16 @@
 /*
  Minor version: bumped when fields are appended. The host accepts drivers built for its minor
  or an older one.
+
+ - 1.0: the first ABI.
+ - 1.1: [`HostApi::request_complete`] (the final flag without a response, for decoupled
+   models) and [`HostApi::request_cancelled`] (whether anyone still waits for a request).
  */
-#define FERRITE_ABI_MINOR 0
+#define FERRITE_ABI_MINOR 1
 
 /*
- Flag for [`HostApi::response_send`]: this is the request's last response.
+ Flag for [`HostApi::response_send`] and [`HostApi::request_complete`]: this is the
+ request's last response.
  */
 #define FERRITE_RESPONSE_FLAG_FINAL 1
 
@@ -438,6 +443,19 @@ typedef struct FerriteHostApi {
    The host's monotonic clock in nanoseconds, for [`ExecuteStats`].
    */
   uint64_t (*now_ns)(void);
+  /*
+   Since 1.1. Ends a request of a decoupled model without sending another response:
+   `flags` must be [`RESPONSE_FLAG_FINAL`]. A decoupled model may answer a request with
+   responses sent without the flag and then this, or with no response at all. Refused
+   (an error is returned) for models that are not decoupled, whose one response is final.
+   */
+  struct FerriteError *(*request_complete)(struct FerriteRequestHandle *request, uint32_t flags);
+  /*
+   Since 1.1. Non-zero once nobody waits for the request's responses any more (the client
+   went away or cancelled it): a driver that takes long over one request (a decoupled
+   stream, above all) checks it and ends the request early.
+   */
+  uint32_t (*request_cancelled)(struct FerriteRequestHandle *request);
 } FerriteHostApi;
 
 /*

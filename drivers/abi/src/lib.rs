@@ -27,13 +27,18 @@ pub use types::{DataType, ErrorCode, MemoryKind};
 pub const ABI_MAJOR: u32 = 1;
 /// Minor version: bumped when fields are appended. The host accepts drivers built for its minor
 /// or an older one.
-pub const ABI_MINOR: u32 = 0;
+///
+/// - 1.0: the first ABI.
+/// - 1.1: [`HostApi::request_complete`] (the final flag without a response, for decoupled
+///   models) and [`HostApi::request_cancelled`] (whether anyone still waits for a request).
+pub const ABI_MINOR: u32 = 1;
 /// The one symbol a driver exports (NUL-terminated for `dlsym`).
 pub const DRIVER_ENTRY_SYMBOL: &[u8] = b"ferrite_driver_entry\0";
 /// [`DRIVER_ENTRY_SYMBOL`] without its NUL, for messages.
 pub const DRIVER_ENTRY_NAME: &str = "ferrite_driver_entry";
 
-/// Flag for [`HostApi::response_send`]: this is the request's last response.
+/// Flag for [`HostApi::response_send`] and [`HostApi::request_complete`]: this is the
+/// request's last response.
 pub const RESPONSE_FLAG_FINAL: u32 = 1;
 
 /// Bits of [`DriverApi::instance_kinds`].
@@ -277,7 +282,22 @@ pub struct HostApi {
     pub response_delete: unsafe extern "C" fn(response: *mut Response),
     /// The host's monotonic clock in nanoseconds, for [`ExecuteStats`].
     pub now_ns: unsafe extern "C" fn() -> u64,
+    /// Since 1.1. Ends a request of a decoupled model without sending another response:
+    /// `flags` must be [`RESPONSE_FLAG_FINAL`]. A decoupled model may answer a request with
+    /// responses sent without the flag and then this, or with no response at all. Refused
+    /// (an error is returned) for models that are not decoupled, whose one response is final.
+    pub request_complete:
+        unsafe extern "C" fn(request: *mut RequestHandle, flags: u32) -> *mut Error,
+    /// Since 1.1. Non-zero once nobody waits for the request's responses any more (the client
+    /// went away or cancelled it): a driver that takes long over one request (a decoupled
+    /// stream, above all) checks it and ends the request early.
+    pub request_cancelled: unsafe extern "C" fn(request: *mut RequestHandle) -> u32,
 }
+
+/// The size of the ABI 1.0 host table. A driver built for a later minor that wants to run on
+/// older hosts too checks [`HostApi::size`] against the offset of each newer field before
+/// calling it.
+pub const HOST_API_SIZE_1_0: usize = std::mem::offset_of!(HostApi, request_complete);
 
 /// `driver_init`: makes the driver's global state.
 pub type DriverInitFn =

@@ -11,7 +11,6 @@
 //!
 //! Written with the SDK: no `unsafe` here.
 
-pub mod config;
 pub mod pooling;
 pub mod topk;
 

@@ -12,7 +12,8 @@
 use ferrite_driver_sdk::{DataType, Error, Request, Response, Result};
 use serde_json::Value;
 
-use crate::config::{Io, bool_parameter, f32s, i64s, ios};
+use ferrite_driver_sdk::config::{Io, bool_parameter, ios};
+use ferrite_driver_sdk::element::values;
 
 /// A loaded pooling model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,8 +128,8 @@ impl Pooling {
         }
         let rows = mask.element_count().checked_div(seq).unwrap_or(0);
         let pooled = mean_pool(
-            &f32s(hidden.data),
-            &i64s(mask.data),
+            &values::<f32>(hidden.data),
+            &values::<i64>(mask.data),
             rows,
             seq,
             dim,

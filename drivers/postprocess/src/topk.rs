@@ -20,7 +20,8 @@ use std::path::Path;
 use ferrite_driver_sdk::{DataType, Error, Request, Response, Result, bytes_layout};
 use serde_json::Value;
 
-use crate::config::{Io, bool_parameter, count_parameter, f32s, ios};
+use ferrite_driver_sdk::config::{Io, bool_parameter, count_parameter, ios};
+use ferrite_driver_sdk::element::values;
 
 /// `k` when the configuration does not say.
 pub const DEFAULT_K: usize = 5;
@@ -153,7 +154,7 @@ impl TopK {
                 labels.len()
             )));
         }
-        let values = f32s(input.data);
+        let values = values::<f32>(input.data);
         let mut best_scores = Vec::new();
         let mut best_ids = Vec::new();
         for row in values.chunks_exact(n.max(1)) {

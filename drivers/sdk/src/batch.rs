@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use ferrite_driver_abi as abi;
 use ferrite_driver_abi::bytes_layout;
 
+use crate::element::{self, Element};
 use crate::{DataType, Error, Result, host};
 
 /// An input tensor of a request, borrowed from the host for the duration of `execute`.
@@ -21,6 +22,19 @@ impl Tensor<'_> {
     /// Number of elements (product of the shape).
     pub fn element_count(&self) -> usize {
         self.shape.iter().map(|&d| d.max(0) as usize).product()
+    }
+
+    /// The elements as `T`s; an error naming the tensor when it holds another type.
+    pub fn values<T: Element>(&self) -> Result<Vec<T>> {
+        if self.datatype != T::DATATYPE {
+            return Err(Error::invalid_arg(format!(
+                "input '{}' is {}, expected {}",
+                self.name,
+                self.datatype.wire_name(),
+                T::DATATYPE.wire_name()
+            )));
+        }
+        Ok(element::values(self.data))
     }
 }
 
@@ -63,6 +77,11 @@ impl<'a> Request<'a> {
     /// Whether the client wants output `name`.
     pub fn wants_output(&self, name: &str) -> bool {
         self.raw.requested_output_count == 0 || self.requested_outputs().any(|n| n == name)
+    }
+
+    /// Parameter `key` of the request, if the client set it (bool, integer, float or string).
+    pub fn parameter(&self, key: &str) -> Option<serde_json::Value> {
+        self.parameters().remove(key)
     }
 
     /// The request's parameters (a JSON object; empty when none).
@@ -160,14 +179,35 @@ impl Response {
         Ok(())
     }
 
+    /// Adds an output holding `values` (its data type is `T`'s).
+    pub fn output_values<T: Element>(
+        &mut self,
+        name: &str,
+        shape: &[i64],
+        values: &[T],
+    ) -> Result<()> {
+        let buffer = self.output(name, T::DATATYPE, shape, std::mem::size_of_val(values))?;
+        element::write_into(values, buffer);
+        Ok(())
+    }
+
     /// Sends the response as the request's final one.
     pub fn send(self) -> Result<()> {
+        self.send_with(abi::RESPONSE_FLAG_FINAL)
+    }
+
+    /// Sends the response and keeps the request open for more: a decoupled model's
+    /// responses before its last. End the request with a final [`Response::send`] or with
+    /// [`Batch::complete`]. Refused for a model that is not decoupled.
+    pub fn send_partial(self) -> Result<()> {
+        self.send_with(0)
+    }
+
+    fn send_with(self, flags: u32) -> Result<()> {
         let raw = self.raw;
         std::mem::forget(self);
         // SAFETY: `raw` is live and is consumed here exactly once.
-        let err = unsafe {
-            (host::get().response_send)(raw, abi::RESPONSE_FLAG_FINAL, std::ptr::null_mut())
-        };
+        let err = unsafe { (host::get().response_send)(raw, flags, std::ptr::null_mut()) };
         host::check(err)
     }
 
@@ -237,6 +277,24 @@ impl<'a> Batch<'a> {
     /// Answers request `index` with an error.
     pub fn fail(&self, index: usize, error: &Error) -> Result<()> {
         self.respond(index)?.send_error(error)
+    }
+
+    /// Whether nobody waits for request `index` any more (the client went away): a driver
+    /// that takes long over a request, a decoupled stream above all, stops early.
+    pub fn is_cancelled(&self, index: usize) -> bool {
+        // SAFETY: as for complete.
+        unsafe { (host::get().request_cancelled)(self.requests[index].handle) != 0 }
+    }
+
+    /// Ends request `index` of a decoupled model without another response (after its
+    /// [`Response::send_partial`] ones, or with none at all).
+    pub fn complete(&self, index: usize) -> Result<()> {
+        // SAFETY: the request handle is live for the duration of execute; the SDK only runs
+        // on hosts whose table has request_complete (ABI 1.1+, checked at entry).
+        let err = unsafe {
+            (host::get().request_complete)(self.requests[index].handle, abi::RESPONSE_FLAG_FINAL)
+        };
+        host::check(err)
     }
 
     /// Marks the end of input preparation (for the compute_input / compute_infer split).

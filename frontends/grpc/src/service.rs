@@ -77,16 +77,8 @@ impl Frontend {
         let server = &self.inner.server;
         let decoded =
             decode::decode(server, request, deadline, forwarded, rpc).map_err(InferError::Issue)?;
-        let mut responses = server.infer(decoded.request).map_err(InferError::Issue)?;
-        let response = match responses.recv().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => return Err(InferError::Complete(e)),
-            None => {
-                return Err(InferError::Complete(Error::internal(
-                    "expected a single response, got 0",
-                )));
-            }
-        };
+        let responses = server.infer(decoded.request).map_err(InferError::Issue)?;
+        let response = responses.single().await.map_err(InferError::Complete)?;
         encode::response(
             response,
             &decoded.shm_outputs,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrite_core::{Error, InferenceResponse, Parameters};
+use ferrite_core::{Error, Parameters};
 use ferrite_proto::inference::infer_parameter::ParameterChoice;
 use ferrite_proto::inference::{
     InferParameter, ModelInferRequest, ModelInferResponse, ModelStreamInferResponse,
@@ -107,6 +107,13 @@ async fn read(
                 // Decoded and queued here, in arrival order (the requests of a sequence must
                 // reach the model in the order they were sent); only the wait for the
                 // responses runs on a task of its own.
+                let empty_final = matches!(
+                    request
+                        .parameters
+                        .get("triton_enable_empty_final_response")
+                        .and_then(|p| p.parameter_choice.as_ref()),
+                    Some(ParameterChoice::BoolParam(true))
+                );
                 let names = Names {
                     id: request.id.clone(),
                     model_name: request.model_name.clone(),
@@ -128,6 +135,7 @@ async fn read(
                             responses,
                             shm_outputs,
                             decoupled,
+                            empty_final,
                             sink,
                             out.clone(),
                         ));
@@ -183,6 +191,20 @@ impl Names {
         }
     }
 
+    /// The final flag alone, with the request's id, model name and version.
+    fn empty_final(&self) -> ModelStreamInferResponse {
+        ModelStreamInferResponse {
+            error_message: String::new(),
+            infer_response: Some(ModelInferResponse {
+                id: self.id.clone(),
+                model_name: self.model_name.clone(),
+                model_version: self.model_version.clone(),
+                parameters: final_flag(true),
+                ..Default::default()
+            }),
+        }
+    }
+
     /// An error of the execution: the message, id, model name and version, final flag.
     fn complete_error(&self, e: &Error, is_final: bool) -> ModelStreamInferResponse {
         log_failure(&self.id, e);
@@ -204,53 +226,50 @@ fn log_failure(id: &str, e: &Error) {
     tracing::debug!(request_id = id, "Infer failed: {}", e.message());
 }
 
-/// Sends a queued request's responses to `sink`; gives up when the client goes away.
+/// Sends a queued request's responses to `sink`, each with its `triton_final_response` flag,
+/// as they come; gives up when the client goes away.
+#[allow(clippy::too_many_arguments)]
 async fn forward(
     frontend: Frontend,
     names: Names,
     mut responses: ferrite_core::ResponseStream,
     shm_outputs: ShmOutputs,
     decoupled: bool,
+    empty_final: bool,
     sink: mpsc::Sender<Item>,
     out: mpsc::Sender<Item>,
 ) {
     let work = async {
-        // Hold each response until the next arrives: only then is it known whether it was
-        // the final one.
-        let mut held: Option<Result<InferenceResponse, Error>> = None;
         let mut sent = 0usize;
-        loop {
-            let next = responses.recv().await;
-            if let Some(result) = held.take() {
-                let is_final = next.is_none();
-                let reply = match result {
-                    Ok(resp) => match encode::response(
-                        resp,
-                        &shm_outputs,
-                        frontend.options().max_encoding_message_size,
-                    )
-                    .await
-                    {
-                        Ok(mut m) => {
-                            m.parameters.extend(final_flag(is_final));
-                            ModelStreamInferResponse {
-                                error_message: String::new(),
-                                infer_response: Some(m),
-                            }
+        while let Some(message) = responses.recv().await {
+            let is_final = message.final_response;
+            let reply = match message.response {
+                Some(Ok(resp)) => match encode::response(
+                    resp,
+                    &shm_outputs,
+                    frontend.options().max_encoding_message_size,
+                )
+                .await
+                {
+                    Ok(mut m) => {
+                        m.parameters.extend(final_flag(is_final));
+                        ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(m),
                         }
-                        Err(e) => names.complete_error(&e, is_final),
-                    },
+                    }
                     Err(e) => names.complete_error(&e, is_final),
-                };
-                if sink.send(Ok(reply)).await.is_err() {
-                    return;
-                }
-                sent += 1;
+                },
+                Some(Err(e)) => names.complete_error(&e, is_final),
+                // A decoupled model ended the request without another response: the client
+                // hears of it only when it asked (Triton's `enable_empty_final_response`).
+                None if empty_final => names.empty_final(),
+                None => continue,
+            };
+            if sink.send(Ok(reply)).await.is_err() {
+                return;
             }
-            match next {
-                Some(r) => held = Some(r),
-                None => break,
-            }
+            sent += 1;
         }
         if sent == 0 && !decoupled {
             let e = Error::internal("expected a single response, got 0");

@@ -2,6 +2,8 @@
 //! data, classification, statistics, model repository), answering byte for byte as Triton
 //! 2.51 does — status lines ("405 Not Allowed"), headers (Content-Type per endpoint, no
 //! Date, Server or Connection), compact JSON with rapidjson's number formatting, error texts.
+//! Beyond Triton, a decoupled (streaming) model answers `POST .../infer` with `Accept:
+//! text/event-stream` as server-sent events, one per response.
 //!
 //! ```no_run
 //! # async fn run(server: ferrite_core::Server) -> std::io::Result<()> {

@@ -22,7 +22,7 @@ pub const INFERENCE_HEADER_CONTENT_LENGTH: HeaderName =
 const COALESCE_LIMIT: u64 = 64 * 1024;
 
 /// A reply body: a few chunks (a JSON header, then tensors' own buffers, sent without copies
-/// when they are large).
+/// when they are large), or a stream of chunks of unknown length (server-sent events).
 #[derive(Debug, Default)]
 pub struct ReplyBody {
     chunks: VecDeque<Bytes>,
@@ -30,6 +30,8 @@ pub struct ReplyBody {
     /// Polled at least once. Until then an empty body does not call itself ended, so hyper
     /// writes our `Content-Length: 0` where we put it instead of appending its own.
     polled: bool,
+    /// A streamed body: chunks as they are produced; the body ends when the sender goes.
+    stream: Option<tokio::sync::mpsc::Receiver<Bytes>>,
 }
 
 impl ReplyBody {
@@ -49,11 +51,20 @@ impl ReplyBody {
             chunks,
             remaining,
             polled: false,
+            stream: None,
         }
     }
 
     pub fn empty() -> ReplyBody {
         ReplyBody::default()
+    }
+
+    /// A body of unknown length, sent chunk by chunk as `rx` yields them.
+    pub fn streamed(rx: tokio::sync::mpsc::Receiver<Bytes>) -> ReplyBody {
+        ReplyBody {
+            stream: Some(rx),
+            ..ReplyBody::default()
+        }
     }
 
     /// Every byte, in one buffer (tests).
@@ -70,7 +81,7 @@ impl ReplyBody {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.remaining == 0
+        self.stream.is_none() && self.remaining == 0
     }
 }
 
@@ -80,9 +91,14 @@ impl Body for ReplyBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.polled = true;
+        if let Some(rx) = self.stream.as_mut() {
+            return rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))));
+        }
         match self.chunks.pop_front() {
             Some(chunk) => {
                 self.remaining -= chunk.len() as u64;
@@ -93,11 +109,15 @@ impl Body for ReplyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.polled && self.chunks.is_empty()
+        self.stream.is_none() && self.polled && self.chunks.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        if self.stream.is_some() {
+            SizeHint::default()
+        } else {
+            SizeHint::with_exact(self.remaining)
+        }
     }
 }
 
@@ -201,6 +221,18 @@ pub fn error(status: StatusCode, kind: Kind, message: &str) -> Reply {
 /// An error from the core: status from its code.
 pub fn core_error(kind: Kind, e: &ferrite_core::Error) -> Reply {
     error(status_for(e.code()), kind, e.message())
+}
+
+/// 200 `text/event-stream` whose events come from `rx` (no Content-Length: chunked).
+pub fn event_stream(rx: tokio::sync::mpsc::Receiver<Bytes>) -> Reply {
+    let mut response = Response::new(ReplyBody::streamed(rx));
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 /// 405 "Not Allowed" `{"error":"Method Not Allowed"}`.

@@ -915,8 +915,23 @@ impl Frontend {
         };
 
         // An unknown model is found before the body is read as a request.
-        if let Err(e) = self.inner.server.model(name, version) {
-            return reply::core_error(Kind::Plain, &e);
+        let decoupled = match self.inner.server.model(name, version) {
+            Ok(model) => model
+                .config()
+                .model_transaction_policy
+                .as_ref()
+                .is_some_and(|p| p.decoupled),
+            Err(e) => return reply::core_error(Kind::Plain, &e),
+        };
+        // A decoupled model answers with any number of responses: as server-sent events to a
+        // client that accepts them; Triton's refusal to any other.
+        if decoupled && !accepts_event_stream(headers) {
+            return reply::core_error(
+                Kind::Plain,
+                &Error::unsupported(
+                    "HTTP end point doesn't support models with decoupled transaction policy",
+                ),
+            );
         }
 
         let decoded = if header_length == 0 {
@@ -951,26 +966,38 @@ impl Frontend {
                 &mut request.parameters,
             );
         }
+        if decoupled && (outputs.default_binary || outputs.named.iter().any(|(_, b)| *b)) {
+            return reply::core_error(
+                Kind::Json,
+                &Error::invalid_arg(
+                    "server-sent events carry JSON outputs only: a decoupled model's outputs cannot be binary_data",
+                ),
+            );
+        }
+        if decoupled && !outputs.shm.is_empty() {
+            return reply::core_error(
+                Kind::Json,
+                &Error::invalid_arg(
+                    "a decoupled model's outputs cannot go to shared memory: each response would overwrite the last",
+                ),
+            );
+        }
         let request_id = request.id.clone();
-        let mut stream = match self.inner.server.infer(request) {
+        let stream = match self.inner.server.infer(request) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(request_id, "infer on '{name}' failed: {}", e.message());
                 return reply::core_error(Kind::Json, &e);
             }
         };
-        let response = match stream.recv().await {
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
+        if decoupled {
+            return event_stream(stream);
+        }
+        let response = match stream.single().await {
+            Ok(r) => r,
+            Err(e) => {
                 tracing::debug!(request_id, "infer on '{name}' failed: {}", e.message());
                 return reply::core_error(Kind::Plain, &e);
-            }
-            None => {
-                return reply::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Kind::Plain,
-                    "expected a single response, got 0",
-                );
             }
         };
 
@@ -1020,6 +1047,84 @@ impl Frontend {
         }
         reply::build_with_type(StatusCode::OK, &reply_headers, ReplyBody::new(chunks))
     }
+}
+
+/// Whether the request's `Accept` header names `text/event-stream`.
+fn accepts_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|media| media.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+/// Events waiting for the client to read them, before the model's responses wait.
+const EVENTS_BUFFERED: usize = 16;
+
+/// How often a quiet event stream sends a comment line.
+const EVENT_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A decoupled model's responses as server-sent events, each sent as it is produced: `data:
+/// <the response as Triton's JSON>` with the `triton_final_response` parameter, or `data:
+/// {"error":"..."}` for an error in a response's place. The stream ends after the final one.
+/// A comment line (`:`) goes out each second the model is quiet; when the client goes away
+/// the request's remaining work is abandoned.
+fn event_stream(mut stream: ferrite_core::ResponseStream) -> Reply {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(EVENTS_BUFFERED);
+    tokio::spawn(async move {
+        let mut heartbeat = tokio::time::interval_at(
+            tokio::time::Instant::now() + EVENT_HEARTBEAT,
+            EVENT_HEARTBEAT,
+        );
+        loop {
+            let message = tokio::select! {
+                m = stream.recv() => m,
+                // The client went away (hyper dropped the body): drop the stream, so the
+                // request's remaining work is abandoned.
+                () = tx.closed() => return,
+                // A comment line while the model is quiet: a connection the client closed
+                // fails the write (an idle one is not noticed otherwise), and proxies see
+                // traffic.
+                _ = heartbeat.tick() => {
+                    if tx.send(Bytes::from_static(b":\n\n")).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else {
+                return;
+            };
+            let body = match message.response {
+                Some(Ok(mut response)) => {
+                    response.parameters.insert(
+                        "triton_final_response".into(),
+                        serde_json::Value::Bool(message.final_response),
+                    );
+                    match encode::response(&response, &decode::OutputKinds::default()) {
+                        Ok(e) => e.chunks.concat(),
+                        Err(e) => write::error_body(e.message()),
+                    }
+                }
+                Some(Err(e)) => write::error_body(e.message()),
+                // The final flag alone: the stream's end says it.
+                None => continue,
+            };
+            let mut event = Vec::with_capacity(body.len() + 8);
+            event.extend_from_slice(b"data: ");
+            event.extend_from_slice(&body);
+            event.extend_from_slice(b"\n\n");
+            if tx.send(Bytes::from(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    reply::event_stream(rx)
 }
 
 /// The Connection header libevhtp answers with (see [`reply::add_connection`]).

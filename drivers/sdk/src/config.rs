@@ -1,8 +1,14 @@
-//! Reading a model configuration (protobuf JSON with Triton's field names) as the
-//! post-processing models need it: their inputs and outputs, and their parameters.
+//! Reading a model configuration (protobuf JSON with Triton's field names, as
+//! [`ModelLoad::config`](crate::ModelLoad::config) and [`InstanceInfo::config`](crate::InstanceInfo)
+//! hold it): inputs and outputs, batching, the transaction policy, and the `parameters`
+//! section, typed. Or deserialize the whole of it into a struct of your own with
+//! [`deserialize`].
 
-use ferrite_driver_sdk::{Error, Result};
+use std::str::FromStr;
+
 use serde_json::Value;
+
+use crate::{Error, Result};
 
 /// One configured input or output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,18 +96,49 @@ pub fn batching(config: &Value) -> bool {
         .is_some_and(|n| n > 0)
 }
 
-/// Little-endian FP32 values of a tensor's bytes.
-pub fn f32s(data: &[u8]) -> Vec<f32> {
-    data.chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+/// Whether the model is decoupled (`model_transaction_policy { decoupled: true }`): it may
+/// answer a request with any number of responses (see
+/// [`Response::send_partial`](crate::Response::send_partial) and
+/// [`Batch::complete`](crate::Batch::complete)).
+pub fn decoupled(config: &Value) -> bool {
+    config
+        .get("model_transaction_policy")
+        .and_then(|p| p.get("decoupled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
 }
 
-/// Little-endian INT64 values of a tensor's bytes.
-pub fn i64s(data: &[u8]) -> Vec<i64> {
-    data.chunks_exact(8)
-        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
+/// `max_batch_size` (0 when the model does not batch).
+pub fn max_batch_size(config: &Value) -> i64 {
+    config.get("max_batch_size").and_then(int).unwrap_or(0)
+}
+
+/// Parameter `key` parsed as a `T` (`None` when unset), with an error naming the parameter
+/// and the text when it does not parse.
+pub fn parameter_as<T: FromStr>(config: &Value, key: &str) -> Result<Option<T>>
+where
+    T::Err: std::fmt::Display,
+{
+    match parameter(config, key) {
+        None => Ok(None),
+        Some(s) => s.trim().parse::<T>().map(Some).map_err(|e| {
+            Error::invalid_arg(format!(
+                "parameter '{key}' must be a {}, got '{s}': {e}",
+                std::any::type_name::<T>()
+            ))
+        }),
+    }
+}
+
+/// The whole configuration as a `T` of your own (`#[derive(serde::Deserialize)]`; unknown
+/// fields are ignored unless `T` says otherwise).
+pub fn deserialize<T: serde::de::DeserializeOwned>(config: &Value) -> Result<T> {
+    T::deserialize(config).map_err(|e| {
+        Error::invalid_arg(format!(
+            "the model configuration does not read as {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -128,7 +165,31 @@ mod tests {
         assert!(count_parameter(&c, "softmax", 5).is_err());
         assert!(bool_parameter(&c, "softmax", false).unwrap());
         assert!(bool_parameter(&c, "bad", false).is_err());
-        assert_eq!(f32s(&1.5f32.to_le_bytes()), vec![1.5]);
-        assert_eq!(i64s(&(-2i64).to_le_bytes()), vec![-2]);
+        assert_eq!(parameter_as::<u32>(&c, "k").unwrap(), Some(3));
+        assert_eq!(parameter_as::<u32>(&c, "missing").unwrap(), None);
+        let e = parameter_as::<u32>(&c, "bad").unwrap_err();
+        assert!(
+            e.message
+                .contains("parameter 'bad' must be a u32, got 'yes'"),
+            "{e}"
+        );
+        assert_eq!(max_batch_size(&c), 8);
+        assert!(!decoupled(&c));
+        assert!(decoupled(
+            &json!({"model_transaction_policy": {"decoupled": true}})
+        ));
+    }
+
+    #[test]
+    fn deserializes_into_a_struct() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Mine {
+            name: String,
+            max_batch_size: i64,
+        }
+        let m: Mine = deserialize(&json!({"name": "m", "max_batch_size": 4, "x": 1})).unwrap();
+        assert_eq!((m.name.as_str(), m.max_batch_size), ("m", 4));
+        let e = deserialize::<Mine>(&json!({"name": 3})).unwrap_err();
+        assert!(e.message.contains("does not read as"), "{e}");
     }
 }
