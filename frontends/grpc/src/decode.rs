@@ -263,7 +263,8 @@ fn request_parameters(params: BTreeMap<String, InferParameter>) -> Result<Parame
                         "invalid value type for '{key}' parameter, expected bool_param."
                     )));
                 }
-                // A setting of the stream, not of the request (it matters for decoupled models).
+                // Not a model parameter: the stream reads it (a decoupled model's empty final
+                // response, sent only when the request asks for it).
                 continue;
             }
             _ => match param.parameter_choice {

@@ -4,7 +4,10 @@
 //! (and batch together where the model batches). As in Triton (`EnqueueForResponse` in
 //! stream_infer_handler.cc), responses of ordinary (non-decoupled) models go back in the order
 //! their requests came — a sequencer forwards each request's responses once all earlier ones
-//! are out — while a decoupled model's responses go out as they are produced.
+//! are out — while a decoupled model's responses go out as they are produced. Every response
+//! carries `triton_final_response`; when a decoupled model ends a request with the final flag
+//! alone, an empty final response goes out only if the request set
+//! `triton_enable_empty_final_response` (tritonclient's `enable_empty_final_response`).
 //!
 //! Errors never close the stream: they go back in `error_message`. An error before the request
 //! could be queued carries only the request's id (Triton's issue-time error); an error of the
