@@ -423,6 +423,16 @@ pub struct InferResult {
 }
 
 impl InferResult {
+    /// Whether this is its request's last response: a streamed response's
+    /// `triton_final_response` parameter (a decoupled model sends several, the last one or an
+    /// empty one final); true when it is absent (every unary response is its request's only).
+    pub fn is_final(&self) -> bool {
+        self.parameters
+            .get("triton_final_response")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+    }
+
     /// The output `name`.
     pub fn output(&self, name: &str) -> Option<&OutputTensor> {
         self.outputs.iter().find(|o| o.name == name)

@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ferrite_client::proto::inference::InferParameter;
+use ferrite_client::proto::inference::infer_parameter::ParameterChoice;
 use ferrite_client::{Client, Prepared, PreparedGrpcInfer, StreamSender};
 use tokio::task::JoinHandle;
 
@@ -227,6 +229,21 @@ async fn worker(s: Rc<Shared>, index: usize) {
     s.alive.borrow_mut()[index] = false;
 }
 
+/// `prepared` as request `id` of a stream. A decoupled model ends each request with a final
+/// response; ask for it even when the model sends no last response of its own (other models
+/// ignore the setting).
+pub fn stream_request(prepared: &PreparedGrpcInfer, id: u64) -> PreparedGrpcInfer {
+    let mut message = prepared.0.clone();
+    message.id = id.to_string();
+    message.parameters.insert(
+        "triton_enable_empty_final_response".into(),
+        InferParameter {
+            parameter_choice: Some(ParameterChoice::BoolParam(true)),
+        },
+    );
+    PreparedGrpcInfer(message)
+}
+
 fn stream_send(s: &Shared) {
     let Transport::Stream(sender) = &s.transport else {
         return;
@@ -237,11 +254,10 @@ fn stream_send(s: &Shared) {
     let start = Instant::now();
     let id = s.next_id.get();
     s.next_id.set(id + 1);
-    let mut message = prepared.0.clone();
-    message.id = id.to_string();
+    let message = stream_request(prepared, id);
     s.stream_sent.borrow_mut().insert(id, start);
     s.outstanding.set(s.outstanding.get() + 1);
-    if let Err(e) = sender.send_prepared(&PreparedGrpcInfer(message)) {
+    if let Err(e) = sender.send_prepared(&message) {
         s.recorder.borrow_mut().fail(e);
         s.stop.set(true);
     }
@@ -250,6 +266,9 @@ fn stream_send(s: &Shared) {
 async fn stream_receiver(s: Rc<Shared>, mut receiver: ferrite_client::StreamReceiver) {
     while let Some(item) = receiver.recv().await {
         let (id, error) = match item {
+            // A decoupled model's response before its last: the request is still running
+            // (its latency is the time to its final response, as perf_analyzer counts it).
+            Ok(r) if !r.is_final() => continue,
             Ok(r) => (r.id.parse::<u64>().ok(), None),
             Err(e) => (e.request_id().and_then(|i| i.parse().ok()), Some(e)),
         };

@@ -179,12 +179,34 @@ async fn measure(
         .map(|r| client.prepare(r))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    // One request first: a request the server refuses fails here, with its message.
-    for p in &prepared {
-        client
-            .infer_prepared(p)
-            .await
-            .map_err(|e| format!("inference request failed: {e}"))?;
+    // One request first: a request the server refuses fails here, with its message. On a
+    // stream (where a decoupled model, which ModelInfer refuses, can answer), up to each
+    // request's final response.
+    if args.streaming {
+        let (sender, mut receiver) = client.stream().await.map_err(|e| e.to_string())?.split();
+        for (id, p) in prepared.iter().enumerate() {
+            let ferrite_client::Prepared::Grpc(g) = p else {
+                continue;
+            };
+            sender
+                .send_prepared(&load::stream_request(g, id as u64))
+                .map_err(|e| e.to_string())?;
+            loop {
+                match receiver.recv().await {
+                    Some(Ok(r)) if r.is_final() => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(format!("inference request failed: {e}")),
+                    None => return Err("the server closed the stream".to_string()),
+                }
+            }
+        }
+    } else {
+        for p in &prepared {
+            client
+                .infer_prepared(p)
+                .await
+                .map_err(|e| format!("inference request failed: {e}"))?;
+        }
     }
 
     let interrupted = Rc::new(Cell::new(false));

@@ -297,3 +297,69 @@ fn real_runs_against_a_server() {
         "{stderr}"
     );
 }
+
+/// A decoupled model over the gRPC stream: a request completes with its final response (its
+/// latency is the whole stream's), not with its first.
+#[test]
+fn a_decoupled_model_streams_to_its_final_response() {
+    let target = common::target_dir();
+    let Some(server) = common::Server::start_on(
+        &common::workspace().join("configs/driver_examples"),
+        &[target.join("libferrite_driver_repeat.so")],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.json");
+    // Three responses, 30 ms apart: at least 60 ms from request to final response.
+    std::fs::write(
+        &data,
+        serde_json::json!({"data": [{
+            "IN": {"content": [1, 2, 3], "shape": [3]},
+            "DELAY": {"content": [0, 30, 30], "shape": [3]},
+            "WAIT": [0],
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let json = dir.path().join("out.json");
+    let out = perf(
+        &[
+            "-m",
+            "repeat_int32",
+            "-i",
+            "grpc",
+            "-u",
+            &server.grpc,
+            "--streaming",
+            "--input-data",
+            data.to_str().unwrap(),
+            "-p",
+            "500",
+            "-r",
+            "3",
+            "--concurrency-range",
+            "2",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let step = &doc["steps"][0];
+    let p50 = step["latency_us"]["p50"].as_u64().unwrap();
+    assert!(
+        p50 >= 60_000,
+        "a request ends with its last response: {step}"
+    );
+    let throughput = step["throughput_infer_per_sec"].as_f64().unwrap();
+    // Two streams of at least 60 ms each: at most ~33 requests a second.
+    assert!(throughput > 0.0 && throughput < 40.0, "{step}");
+}

@@ -34,17 +34,27 @@ impl Server {
     /// ONNX Runtime or the example models are missing.
     pub fn start() -> Option<Server> {
         let target = target_dir();
+        Server::start_on(
+            &workspace().join("configs/models"),
+            &[
+                target.join("libferrite_driver_cpu.so"),
+                target.join("libonnxruntime.so.1.31.1"),
+                workspace().join("configs/models/simple/1/model.onnx"),
+            ],
+        )
+    }
+
+    /// Starts the server on `repo`, or `None` (SKIPPED) when the binary or one of `needs` is
+    /// missing.
+    #[allow(dead_code)] // not every test binary serves another repository
+    pub fn start_on(repo: &std::path::Path, needs: &[PathBuf]) -> Option<Server> {
+        let target = target_dir();
         let binary = target.join("ferrite");
-        let missing: Vec<String> = [
-            binary.clone(),
-            target.join("libferrite_driver_cpu.so"),
-            target.join("libonnxruntime.so.1.31.1"),
-            workspace().join("configs/models/simple/1/model.onnx"),
-        ]
-        .into_iter()
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
+        let missing: Vec<String> = std::iter::once(binary.clone())
+            .chain(needs.iter().cloned())
+            .filter(|p| !p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
         if !missing.is_empty() {
             assert!(
                 std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
@@ -59,7 +69,7 @@ impl Server {
         }
         let mut child = Command::new(&binary)
             .arg("--model-repository")
-            .arg(workspace().join("configs/models"))
+            .arg(repo)
             .arg("--backend-directory")
             .arg(&target)
             .args(["--http-address", "127.0.0.1", "--http-port", "0"])
