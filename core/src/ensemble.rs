@@ -242,16 +242,13 @@ impl Plan {
                     ),
                 )
             })?;
-            let c = loaded.config().clone();
-            if c.model_transaction_policy
-                .as_ref()
-                .is_some_and(|p| p.decoupled)
-            {
+            if loaded.decoupled() {
                 return Err(Error::unsupported(format!(
                     "ensemble '{name}': {} runs a decoupled model; ensemble steps answer each request with exactly one response",
                     step.describe(i)
                 )));
             }
+            let c = loaded.config().clone();
             if self.max_batch_size > 0 && c.max_batch_size < self.max_batch_size {
                 return Err(bad(format!(
                     "{} has max_batch_size {}, smaller than the ensemble's {}",

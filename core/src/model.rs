@@ -648,6 +648,10 @@ impl LoadedModel {
     pub fn config_json(&self) -> &serde_json::Value {
         &self.config_json
     }
+    /// `model_transaction_policy { decoupled: true }`: any number of responses per request.
+    pub fn decoupled(&self) -> bool {
+        self.shared.decoupled
+    }
     pub fn driver_name(&self) -> &str {
         &self.driver_name
     }

@@ -53,12 +53,9 @@ pub fn is_decoupled(server: &Server, model_name: &str, model_version: &str) -> b
     let Ok(version) = parse_version(model_version) else {
         return false;
     };
-    server.model(model_name, version).is_ok_and(|m| {
-        m.config()
-            .model_transaction_policy
-            .as_ref()
-            .is_some_and(|p| p.decoupled)
-    })
+    server
+        .model(model_name, version)
+        .is_ok_and(|m| m.decoupled())
 }
 
 pub fn decode(
@@ -80,12 +77,7 @@ pub fn decode(
     let version = parse_version(&model_version)?;
     let model = server.model(&model_name, version)?;
     let config = model.config();
-    if rpc == Rpc::ModelInfer
-        && config
-            .model_transaction_policy
-            .as_ref()
-            .is_some_and(|p| p.decoupled)
-    {
+    if rpc == Rpc::ModelInfer && model.decoupled() {
         return Err(Error::unsupported(
             "ModelInfer RPC doesn't support models with decoupled transaction policy",
         ));

@@ -916,11 +916,7 @@ impl Frontend {
 
         // An unknown model is found before the body is read as a request.
         let decoupled = match self.inner.server.model(name, version) {
-            Ok(model) => model
-                .config()
-                .model_transaction_policy
-                .as_ref()
-                .is_some_and(|p| p.decoupled),
+            Ok(model) => model.decoupled(),
             Err(e) => return reply::core_error(Kind::Plain, &e),
         };
         // A decoupled model answers with any number of responses: as server-sent events to a
