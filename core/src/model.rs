@@ -399,7 +399,7 @@ impl LoadedModel {
         opts: &LoadOptions,
     ) -> Result<LoadedModel> {
         let mut config = base_config.clone();
-        // The driver is chosen by backend/platform and the first group's kind.
+        // The driver is chosen by backend/platform and the kinds of the instance groups.
         let mut probe = config.clone();
         config::normalize(&mut probe, opts.gpu_available);
         if !opts.gpu_available
@@ -413,13 +413,22 @@ impl LoadedModel {
             } else {
                 format!("GPUs {:?}", group.gpus)
             };
+            let reasons = drivers.kind_unavailable_reasons(abi::INSTANCE_KIND_GPU);
+            let why = if reasons.is_empty() {
+                "no driver in the backend directory runs GPU instances".to_string()
+            } else {
+                reasons.join("; ")
+            };
             return Err(Error::invalid_arg(format!(
-                "instance group '{}' of model '{}' asks for KIND_GPU instances on {gpus}, but no GPU is available: no driver in the backend directory runs GPU instances",
+                "instance group '{}' of model '{}' asks for KIND_GPU instances on {gpus}, but no GPU is available: {why}",
                 group.name, dir.name
             )));
         }
-        let kind = instance_kind(probe.instance_group[0].kind);
-        let driver = drivers.find(&probe.backend, &probe.platform, kind)?;
+        let kinds = probe
+            .instance_group
+            .iter()
+            .fold(0, |kinds, g| kinds | instance_kind(g.kind));
+        let driver = drivers.find(&probe.backend, &probe.platform, kinds)?;
 
         let version_path = dir.path.join(version.to_string());
         let (driver_model, new_config) = driver.load_model(&ModelLoadRequest {

@@ -54,6 +54,29 @@ CPU_FAMILIES = [
     ("nv_cpu_memory_total_bytes", "gauge", "CPU total memory (RAM), in bytes"),
     ("nv_cpu_memory_used_bytes", "gauge", "CPU used memory (RAM), in bytes"),
 ]
+# Triton's GPU families, each sample labelled gpu_uuid; there only where NVML finds a GPU.
+GPU_FAMILIES = [
+    ("nv_gpu_utilization", "gauge", "GPU utilization rate [0.0 - 1.0)"),
+    ("nv_gpu_memory_total_bytes", "gauge", "GPU total memory, in bytes"),
+    ("nv_gpu_memory_used_bytes", "gauge", "GPU used memory, in bytes"),
+    ("nv_gpu_power_usage", "gauge", "GPU power usage in watts"),
+    ("nv_gpu_power_limit", "gauge", "GPU power management limit in watts"),
+    ("nv_energy_consumption", "counter", "GPU energy consumption in joules since the Triton Server started"),
+]
+GPU_NAMES = {f for f, _, _ in GPU_FAMILIES}
+
+
+def _nvml_present() -> bool:
+    """Whether NVML (the NVIDIA driver's management library) loads here."""
+    import ctypes
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+NVML = _nvml_present()
 REASONS = ["OTHER", "BACKEND", "REJECTED", "CANCELED"]
 DEFAULT_DURATION_LE = ["100", "250", "500", "1000", "2500", "5000", "10000", "25000", "50000", "100000",
                        "250000", "500000", "1000000", "2500000", "5000000", "+Inf"]
@@ -248,9 +271,16 @@ def test_started_line_and_triton_format(traffic):
     log = traffic.server.log()
     assert re.search(r"Started Metrics Service at 127\.0\.0\.1:\d+", log), log
     s = scrape(traffic.metrics)
-    expected = [f for f, _, _ in TRITON_FAMILIES] + HISTOGRAMS + [f for f, _, _ in CPU_FAMILIES]
+    gpu = [f for f, _, _ in GPU_FAMILIES if f in s.families]
+    if NVML:
+        # A GPU reports at least utilization and memory (power can be missing on some boards).
+        assert gpu[:3] == [f for f, _, _ in GPU_FAMILIES][:3], s.families
+    else:
+        assert gpu == [], s.families
+        assert "GPU metrics off: NVML not available" in log, log
+    expected = [f for f, _, _ in TRITON_FAMILIES] + HISTOGRAMS + gpu + [f for f, _, _ in CPU_FAMILIES]
     assert s.families == expected, s.text
-    for name, kind, help_text in TRITON_FAMILIES + CPU_FAMILIES:
+    for name, kind, help_text in TRITON_FAMILIES + CPU_FAMILIES + [g for g in GPU_FAMILIES if g[0] in gpu]:
         assert s.type[name] == kind, name
         assert s.help[name] == help_text, name
     for name in HISTOGRAMS:
@@ -269,6 +299,8 @@ def test_started_line_and_triton_format(traffic):
             assert keys == ["model", "version", "le"], name
         elif name.startswith("nv_inference_"):
             assert keys == ["model", "version"], name
+        elif name in GPU_NAMES:
+            assert keys == ["gpu_uuid"] and dict(labels)["gpu_uuid"].startswith("GPU-"), (name, labels)
         else:
             assert keys == [], name
     for model in models:
@@ -415,9 +447,12 @@ def test_metrics_config_buckets_and_no_cpu(ferrite):
 
 
 def test_histograms_off(ferrite):
-    srv = ferrite.start([ferrite.repo("simple")], ["--metrics-config=histogram_latencies=false"])
+    srv = ferrite.start([ferrite.repo("simple")], ["--metrics-config=histogram_latencies=false",
+                                                   "--allow-gpu-metrics=false"])
     s = scrape(srv.metrics_hostport)
     assert s.families == [f for f, _, _ in TRITON_FAMILIES] + [f for f, _, _ in CPU_FAMILIES], s.families
+    # Off means not even tried: no word about NVML in the log.
+    assert "NVML" not in srv.log(), srv.log()
 
 
 # --- the Grafana dashboard --------------------------------------------------------------------

@@ -43,6 +43,12 @@ pub struct FailedDriver {
     /// What it serves, when its table could be read.
     pub backends: Vec<String>,
     pub platforms: Vec<String>,
+    /// The instance kinds it would have run (`abi::INSTANCE_KIND_*`), when its table could be
+    /// read.
+    pub instance_kinds: u32,
+    /// The driver loaded and its init refused with UNAVAILABLE: what it needs (a device, its
+    /// runtime library) is not on this machine, rather than the driver being broken.
+    pub hardware_absent: bool,
     pub error: Error,
 }
 
@@ -129,8 +135,14 @@ impl DriverRegistry {
                     registry.drivers.push(driver);
                 }
                 Err(failed) => {
-                    tracing::error!("{}", failed.error.chain());
-                    registry.failed.push(failed);
+                    // A driver whose hardware or runtime is not on this machine (a GPU driver
+                    // on a CPU host) said UNAVAILABLE: a warning, not an error.
+                    if failed.hardware_absent {
+                        tracing::warn!("{}", failed.error.chain());
+                    } else {
+                        tracing::error!("{}", failed.error.chain());
+                    }
+                    registry.failed.push(*failed);
                 }
             }
         }
@@ -145,9 +157,11 @@ impl DriverRegistry {
         &self.failed
     }
 
-    /// The driver that serves a model's `backend` (or `platform`) for an instance kind
-    /// (`abi::INSTANCE_KIND_*`).
-    pub fn find(&self, backend: &str, platform: &str, kind: u32) -> Result<Arc<Driver>> {
+    /// The driver that serves a model's `backend` (or `platform`) for its instance kinds
+    /// (`abi::INSTANCE_KIND_*` bits, all the kinds of the model's groups): of the drivers that
+    /// run every one of them, the one that runs fewest other kinds (a CPU-only model goes to
+    /// the CPU driver even where the GPU driver could run CPU instances too).
+    pub fn find(&self, backend: &str, platform: &str, kinds: u32) -> Result<Arc<Driver>> {
         let serves = |backends: &[String], platforms: &[String]| {
             (!backend.is_empty() && backends.iter().any(|b| b == backend))
                 || (!platform.is_empty() && platforms.iter().any(|p| p == platform))
@@ -157,7 +171,11 @@ impl DriverRegistry {
             .iter()
             .filter(|d| serves(&d.backends, &d.platforms))
             .collect();
-        if let Some(d) = candidates.iter().find(|d| d.instance_kinds & kind != 0) {
+        if let Some(d) = candidates
+            .iter()
+            .filter(|d| d.instance_kinds & kinds == kinds)
+            .min_by_key(|d| (d.instance_kinds & !kinds).count_ones())
+        {
             return Ok(Arc::clone(d));
         }
         let what = if backend.is_empty() {
@@ -165,11 +183,12 @@ impl DriverRegistry {
         } else {
             format!("backend '{backend}'")
         };
-        if let Some(failed) = self
-            .failed
-            .iter()
-            .find(|f| serves(&f.backends, &f.platforms))
-        {
+        // A driver that would have run these kinds, and failed to load, says why.
+        let failed_for = |f: &&FailedDriver| {
+            serves(&f.backends, &f.platforms)
+                && (f.instance_kinds == 0 || f.instance_kinds & kinds == kinds)
+        };
+        if let Some(failed) = self.failed.iter().find(failed_for) {
             return Err(Error::unavailable(format!(
                 "the driver for {what} failed to load: {}",
                 failed.error.chain()
@@ -179,7 +198,7 @@ impl DriverRegistry {
             let names: Vec<&str> = candidates.iter().map(|d| d.name.as_str()).collect();
             return Err(Error::unsupported(format!(
                 "no driver runs {what} on {} instances (drivers for it: {})",
-                kind_name(kind),
+                kind_names(kinds),
                 names.join(", ")
             )));
         }
@@ -193,14 +212,30 @@ impl DriverRegistry {
         }
         Err(Error::unavailable(message))
     }
+
+    /// Why no driver runs instances of `kind` here: the reasons of the drivers for that kind
+    /// that failed to load (empty when there were none).
+    pub fn kind_unavailable_reasons(&self, kind: u32) -> Vec<String> {
+        self.failed
+            .iter()
+            .filter(|f| f.instance_kinds & kind != 0)
+            .map(|f| f.error.chain())
+            .collect()
+    }
 }
 
-fn kind_name(kind: u32) -> &'static str {
-    match kind {
-        abi::INSTANCE_KIND_GPU => "KIND_GPU",
-        abi::INSTANCE_KIND_MODEL => "KIND_MODEL",
-        _ => "KIND_CPU",
-    }
+/// The kinds of a set of `abi::INSTANCE_KIND_*` bits, as config.pbtxt spells them.
+fn kind_names(kinds: u32) -> String {
+    let names: Vec<&str> = [
+        (abi::INSTANCE_KIND_CPU, "KIND_CPU"),
+        (abi::INSTANCE_KIND_GPU, "KIND_GPU"),
+        (abi::INSTANCE_KIND_MODEL, "KIND_MODEL"),
+    ]
+    .iter()
+    .filter(|(bit, _)| kinds & bit != 0)
+    .map(|(_, name)| *name)
+    .collect();
+    names.join(" and ")
 }
 
 /// Checks a driver's table before anything else in it is read: ABI major equal to the host's,
@@ -243,7 +278,7 @@ static LOADED: std::sync::Mutex<Vec<(PathBuf, Arc<Driver>)>> = std::sync::Mutex:
 fn load_once(
     path: &Path,
     settings: &BTreeMap<String, BTreeMap<String, String>>,
-) -> Result<Arc<Driver>, FailedDriver> {
+) -> Result<Arc<Driver>, Box<FailedDriver>> {
     let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, d)) = loaded.iter().find(|(p, _)| *p == key) {
@@ -258,12 +293,16 @@ fn load_once(
 fn load(
     path: &Path,
     settings: &BTreeMap<String, BTreeMap<String, String>>,
-) -> Result<Driver, FailedDriver> {
-    let fail = |error: Error| FailedDriver {
-        path: path.to_path_buf(),
-        backends: Vec::new(),
-        platforms: Vec::new(),
-        error,
+) -> Result<Driver, Box<FailedDriver>> {
+    let fail = |error: Error| {
+        Box::new(FailedDriver {
+            path: path.to_path_buf(),
+            backends: Vec::new(),
+            platforms: Vec::new(),
+            instance_kinds: 0,
+            hardware_absent: false,
+            error,
+        })
     };
     let shown = path.display();
     // SAFETY: loading a library runs its initialisers; the backend directory is trusted
@@ -306,11 +345,15 @@ fn load(
     let version = unsafe { api.version.to_str_lossy() }.into_owned();
     let backends = strings(api.backends, api.backend_count);
     let platforms = strings(api.platforms, api.platform_count);
-    let fail = |error: Error| FailedDriver {
-        path: path.to_path_buf(),
-        backends: backends.clone(),
-        platforms: platforms.clone(),
-        error,
+    let fail = |error: Error| {
+        Box::new(FailedDriver {
+            path: path.to_path_buf(),
+            backends: backends.clone(),
+            platforms: platforms.clone(),
+            instance_kinds: api.instance_kinds,
+            hardware_absent: false,
+            error,
+        })
     };
 
     // Settings for the driver's own name and every backend it serves.
@@ -336,10 +379,12 @@ fn load(
     if let Some(init) = api.driver_init {
         // SAFETY: per the ABI; info and the out-pointer outlive the call.
         unsafe { error_from_abi(init(&info, &mut state)) }.map_err(|e| {
-            fail(Error::unavailable(format!(
+            let mut failed = fail(Error::unavailable(format!(
                 "driver '{name}' ({shown}) failed to initialise: {}",
                 e.message()
-            )))
+            )));
+            failed.hardware_absent = e.code() == abi::ErrorCode::Unavailable;
+            failed
         })?;
     }
     Ok(Driver {

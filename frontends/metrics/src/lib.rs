@@ -1,10 +1,13 @@
 //! Ferrite's Prometheus metrics endpoint: `GET /metrics` on a listener of its own (Triton's
 //! port 8002), with Triton's metric families, texts and labels (`nv_inference_*` per model
-//! version, `nv_cpu_*`), plus request duration, queue wait and batch size histograms.
+//! version, `nv_gpu_*` and `nv_energy_consumption` per GPU, `nv_cpu_*`), plus request
+//! duration, queue wait and batch size histograms.
 //!
 //! A scrape reads the statistics the models already keep (one short lock per model version);
-//! nothing is added to the inference path. CPU utilization and memory are sampled by a
-//! background task every [`MetricsOptions::interval`].
+//! nothing is added to the inference path. CPU utilization and memory, and each GPU's
+//! utilization, memory, power and energy, are sampled by background tasks every
+//! [`MetricsOptions::interval`]. The GPU readings come from NVML (`libnvidia-ml.so`, opened
+//! at run time); on a machine without it there are no GPU families, and no error.
 //!
 //! ```no_run
 //! # async fn run(server: ferrite_core::Server) -> std::io::Result<()> {
@@ -17,6 +20,7 @@
 //! # }
 //! ```
 
+mod gpu;
 mod render;
 mod system;
 
@@ -32,16 +36,22 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-pub use render::{CpuSample, ModelSample, render};
+pub use gpu::GpuMetrics;
+pub use render::{CpuSample, GpuSample, ModelSample, render};
 pub use system::CpuMetrics;
 
-/// The endpoint's settings (`--allow-cpu-metrics`, `--metrics-interval-ms`).
+/// The endpoint's settings (`--allow-cpu-metrics`, `--allow-gpu-metrics`,
+/// `--metrics-interval-ms`).
 #[derive(Clone, Debug)]
 pub struct MetricsOptions {
     /// Include `nv_cpu_utilization`, `nv_cpu_memory_total_bytes` and
     /// `nv_cpu_memory_used_bytes`.
     pub cpu_metrics: bool,
-    /// How often CPU utilization and memory are sampled.
+    /// Include, per GPU that NVML sees, `nv_gpu_utilization`, `nv_gpu_memory_total_bytes`,
+    /// `nv_gpu_memory_used_bytes`, `nv_gpu_power_usage`, `nv_gpu_power_limit` and
+    /// `nv_energy_consumption` (nothing where NVML is absent).
+    pub gpu_metrics: bool,
+    /// How often the CPU and GPU readings are sampled.
     pub interval: Duration,
 }
 
@@ -49,14 +59,19 @@ impl Default for MetricsOptions {
     fn default() -> Self {
         MetricsOptions {
             cpu_metrics: true,
+            gpu_metrics: true,
             interval: Duration::from_millis(2000),
         }
     }
 }
 
 /// The text of one scrape: every loaded model version's statistics and pending requests,
-/// and `cpu` when given.
-pub fn scrape(server: &ferrite_core::Server, cpu: Option<&CpuSample>) -> String {
+/// then `gpus`, then `cpu` when given.
+pub fn scrape(
+    server: &ferrite_core::Server,
+    gpus: &[GpuSample],
+    cpu: Option<&CpuSample>,
+) -> String {
     let models: Vec<ModelSample> = server
         .loaded_models()
         .iter()
@@ -65,7 +80,7 @@ pub fn scrape(server: &ferrite_core::Server, cpu: Option<&CpuSample>) -> String 
             pending: m.pending(),
         })
         .collect();
-    render(&models, cpu)
+    render(&models, gpus, cpu)
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes; then stops accepting,
@@ -82,13 +97,19 @@ pub async fn serve(
     } else {
         (None, None)
     };
+    let (gpu, gpu_sampler) = if options.gpu_metrics {
+        let (metrics, task) = GpuMetrics::start(options.interval);
+        (Some(metrics), Some(task))
+    } else {
+        (None, None)
+    };
     // The HTTP frontend's accept loop and connection settings: the stop, the drain of
     // connections in flight and the reply headers behave as on the inference port.
     let result = ferrite_http::accept_until(listener, shutdown, move |stream, peer, stop| {
-        let (server, cpu) = (server.clone(), cpu.clone());
+        let (server, cpu, gpu) = (server.clone(), cpu.clone(), gpu.clone());
         async move {
             let service = service_fn(move |request| {
-                let reply = handle(&server, cpu.as_ref(), &request);
+                let reply = handle(&server, cpu.as_ref(), gpu.as_ref(), &request);
                 async move { Ok::<_, Infallible>(reply) }
             });
             let connection =
@@ -107,7 +128,7 @@ pub async fn serve(
         }
     })
     .await;
-    if let Some(task) = sampler {
+    for task in [sampler, gpu_sampler].into_iter().flatten() {
         task.abort();
     }
     result
@@ -117,6 +138,7 @@ pub async fn serve(
 fn handle<B>(
     server: &ferrite_core::Server,
     cpu: Option<&CpuMetrics>,
+    gpu: Option<&GpuMetrics>,
     request: &Request<B>,
 ) -> Response<Full<Bytes>> {
     let (status, content_type, body) = if request.method() != Method::GET {
@@ -133,10 +155,11 @@ fn handle<B>(
         )
     } else {
         let sample = cpu.map(CpuMetrics::get);
+        let gpus = gpu.map(GpuMetrics::get).unwrap_or_default();
         (
             StatusCode::OK,
             "text/plain; charset=utf-8",
-            scrape(server, sample.as_ref()),
+            scrape(server, &gpus, sample.as_ref()),
         )
     };
     let length = body.len();

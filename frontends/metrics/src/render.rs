@@ -1,6 +1,7 @@
 //! The Prometheus text exposition format, written by hand into one `String`: Triton's
 //! families, HELP and TYPE texts and label order (`model`, then `reason`, then `version`, as
-//! prometheus-cpp sorts them), then Ferrite's histograms and the CPU families.
+//! prometheus-cpp sorts them), then Ferrite's histograms, the GPU families (label `gpu_uuid`)
+//! and the CPU families.
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,67 @@ pub struct CpuSample {
     pub memory_total_bytes: u64,
     pub memory_used_bytes: u64,
 }
+
+/// One GPU, as last sampled. A reading the GPU did not give (power on a GPU without power
+/// readings, energy before Volta) is `None`: that GPU's line is left out of that family.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GpuSample {
+    /// NVML's UUID (`GPU-...`): the `gpu_uuid` label.
+    pub uuid: String,
+    /// Busy share over the driver's last sample period, 0.0 to 1.0.
+    pub utilization: Option<f64>,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_used_bytes: Option<u64>,
+    pub power_usage_watts: Option<f64>,
+    /// The power management limit.
+    pub power_limit_watts: Option<f64>,
+    /// Energy used since the metrics started, in joules.
+    pub energy_joules: Option<f64>,
+}
+
+/// One GPU reading: a gauge, or the energy counter.
+type GpuRead = fn(&GpuSample) -> Option<f64>;
+
+/// Triton's GPU families, in its order: name, HELP, TYPE, which reading. Memory sizes are
+/// below 2^53 bytes, so exact as `f64`.
+const GPU_FAMILIES: [(&str, &str, &str, GpuRead); 6] = [
+    (
+        "nv_gpu_utilization",
+        "GPU utilization rate [0.0 - 1.0)",
+        "gauge",
+        |g| g.utilization,
+    ),
+    (
+        "nv_gpu_memory_total_bytes",
+        "GPU total memory, in bytes",
+        "gauge",
+        |g| g.memory_total_bytes.map(|b| b as f64),
+    ),
+    (
+        "nv_gpu_memory_used_bytes",
+        "GPU used memory, in bytes",
+        "gauge",
+        |g| g.memory_used_bytes.map(|b| b as f64),
+    ),
+    (
+        "nv_gpu_power_usage",
+        "GPU power usage in watts",
+        "gauge",
+        |g| g.power_usage_watts,
+    ),
+    (
+        "nv_gpu_power_limit",
+        "GPU power management limit in watts",
+        "gauge",
+        |g| g.power_limit_watts,
+    ),
+    (
+        "nv_energy_consumption",
+        "GPU energy consumption in joules since the Triton Server started",
+        "counter",
+        |g| g.energy_joules,
+    ),
+];
 
 /// A counter of the statistics, in microseconds or a plain count.
 type Read = fn(&ModelStats) -> u64;
@@ -95,8 +157,9 @@ struct Labels<'a> {
     sample: &'a ModelSample,
 }
 
-/// The scrape's body. `cpu`: the CPU families (left out when `None`).
-pub fn render(models: &[ModelSample], cpu: Option<&CpuSample>) -> String {
+/// The scrape's body. `gpus`: one sample per GPU (a family with no GPU's value is left out);
+/// `cpu`: the CPU families (left out when `None`).
+pub fn render(models: &[ModelSample], gpus: &[GpuSample], cpu: Option<&CpuSample>) -> String {
     let mut out = String::with_capacity(2048 + models.len() * 3072);
     let labels: Vec<Labels> = models
         .iter()
@@ -176,6 +239,8 @@ pub fn render(models: &[ModelSample], cpu: Option<&CpuSample>) -> String {
         }
     }
 
+    render_gpus(&mut out, gpus);
+
     if let Some(cpu) = cpu {
         let name = "nv_cpu_utilization";
         header(&mut out, name, "CPU utilization rate [0.0 - 1.0]", "gauge");
@@ -203,6 +268,40 @@ pub fn render(models: &[ModelSample], cpu: Option<&CpuSample>) -> String {
         }
     }
     out
+}
+
+/// The GPU families: `name{gpu_uuid="..."} value` per GPU that has the reading; a family is
+/// printed only when one GPU at least has it.
+fn render_gpus(out: &mut String, gpus: &[GpuSample]) {
+    if gpus.is_empty() {
+        return;
+    }
+    let labels: Vec<String> = gpus
+        .iter()
+        .map(|g| {
+            let mut label = String::with_capacity(g.uuid.len() + 12);
+            label.push_str("gpu_uuid=\"");
+            escape_into(&mut label, &g.uuid);
+            label.push('"');
+            label
+        })
+        .collect();
+    for (name, help, kind, read) in GPU_FAMILIES {
+        if gpus.iter().all(|g| read(g).is_none()) {
+            continue;
+        }
+        header(out, name, help, kind);
+        for (g, label) in gpus.iter().zip(&labels) {
+            if let Some(value) = read(g) {
+                out.push_str(name);
+                out.push('{');
+                out.push_str(label);
+                out.push_str("} ");
+                push_f64(out, value);
+                out.push('\n');
+            }
+        }
+    }
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -365,6 +464,7 @@ mod tests {
                 stats: known(),
                 pending: 2,
             }],
+            &[],
             Some(&CpuSample {
                 utilization: 0.9646464646464646,
                 memory_total_bytes: 25_276_502_016,
@@ -425,7 +525,7 @@ nv_cpu_memory_used_bytes 733888512
         b.name = "b".into();
         b.version = 3;
         let samples = [a, b].map(|stats| ModelSample { stats, pending: 0 });
-        let text = render(&samples, None);
+        let text = render(&samples, &[], None);
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("nv_inference_count{"))
@@ -449,8 +549,8 @@ nv_cpu_memory_used_bytes 733888512
 
     #[test]
     fn nothing_loaded_and_no_cpu_is_empty() {
-        assert_eq!(render(&[], None), "");
-        let text = render(&[], Some(&CpuSample::default()));
+        assert_eq!(render(&[], &[], None), "");
+        let text = render(&[], &[], Some(&CpuSample::default()));
         assert!(text.starts_with("# HELP nv_cpu_utilization "), "{text}");
         assert!(text.contains("\nnv_cpu_utilization 0\n"), "{text}");
     }
@@ -473,7 +573,7 @@ nv_cpu_memory_used_bytes 733888512
             output_ns: 0,
         });
         let stats = collector.snapshot("m", 2);
-        let text = render(&[ModelSample { stats, pending: 0 }], None);
+        let text = render(&[ModelSample { stats, pending: 0 }], &[], None);
         let tail = &text[text
             .find("# HELP nv_inference_request_duration_histogram_us")
             .unwrap()..];
@@ -508,7 +608,7 @@ nv_inference_batch_size_histogram_count{model="m",version="2"} 1
     fn label_values_are_escaped() {
         let mut stats = known();
         stats.name = "we\"ird\\na\nme".into();
-        let text = render(&[ModelSample { stats, pending: 0 }], None);
+        let text = render(&[ModelSample { stats, pending: 0 }], &[], None);
         assert!(
             text.contains(
                 "nv_inference_request_success{model=\"we\\\"ird\\\\na\\nme\",version=\"1\"} 6\n"
@@ -516,6 +616,108 @@ nv_inference_batch_size_histogram_count{model="m",version="2"} 1
             "{text}"
         );
         // Every sample stays on one line.
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with('#') || l.starts_with("nv_")),
+            "{text}"
+        );
+    }
+
+    fn gpu(uuid: &str) -> GpuSample {
+        GpuSample {
+            uuid: uuid.into(),
+            utilization: Some(0.37),
+            memory_total_bytes: Some(85_899_345_920),
+            memory_used_bytes: Some(554_696_704),
+            power_usage_watts: Some(33.246),
+            power_limit_watts: Some(700.0),
+            energy_joules: Some(1474.042),
+        }
+    }
+
+    #[test]
+    fn gpu_families_exactly_and_a_gpu_without_power_left_out() {
+        let a = gpu("GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e");
+        let b = GpuSample {
+            uuid: "GPU-4bb61721-0ae2-9004-636f-e73bab9ef8e0".into(),
+            utilization: Some(0.0),
+            memory_total_bytes: Some(16_944_988_160),
+            memory_used_bytes: Some(0),
+            power_usage_watts: None,
+            power_limit_watts: None,
+            energy_joules: None,
+        };
+        let text = render(&[], &[a, b], Some(&CpuSample::default()));
+        let expected = r#"# HELP nv_gpu_utilization GPU utilization rate [0.0 - 1.0)
+# TYPE nv_gpu_utilization gauge
+nv_gpu_utilization{gpu_uuid="GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e"} 0.37
+nv_gpu_utilization{gpu_uuid="GPU-4bb61721-0ae2-9004-636f-e73bab9ef8e0"} 0
+# HELP nv_gpu_memory_total_bytes GPU total memory, in bytes
+# TYPE nv_gpu_memory_total_bytes gauge
+nv_gpu_memory_total_bytes{gpu_uuid="GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e"} 85899345920
+nv_gpu_memory_total_bytes{gpu_uuid="GPU-4bb61721-0ae2-9004-636f-e73bab9ef8e0"} 16944988160
+# HELP nv_gpu_memory_used_bytes GPU used memory, in bytes
+# TYPE nv_gpu_memory_used_bytes gauge
+nv_gpu_memory_used_bytes{gpu_uuid="GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e"} 554696704
+nv_gpu_memory_used_bytes{gpu_uuid="GPU-4bb61721-0ae2-9004-636f-e73bab9ef8e0"} 0
+# HELP nv_gpu_power_usage GPU power usage in watts
+# TYPE nv_gpu_power_usage gauge
+nv_gpu_power_usage{gpu_uuid="GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e"} 33.246
+# HELP nv_gpu_power_limit GPU power management limit in watts
+# TYPE nv_gpu_power_limit gauge
+nv_gpu_power_limit{gpu_uuid="GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e"} 700
+# HELP nv_energy_consumption GPU energy consumption in joules since the Triton Server started
+# TYPE nv_energy_consumption counter
+nv_energy_consumption{gpu_uuid="GPU-a07dfe08-b87f-1f96-7083-07a26d0fa83e"} 1474.042
+# HELP nv_cpu_utilization CPU utilization rate [0.0 - 1.0]
+"#;
+        assert!(text.starts_with(expected), "{text}");
+    }
+
+    #[test]
+    fn gpu_families_after_the_models_and_only_with_values() {
+        // No GPU: no GPU family.
+        let models = [ModelSample {
+            stats: known(),
+            pending: 0,
+        }];
+        assert!(!render(&models, &[], None).contains("gpu"));
+        // The GPU families come after the model families.
+        let text = render(&models, &[gpu("GPU-1")], None);
+        let pending = text
+            .find("# HELP nv_inference_pending_request_count")
+            .unwrap();
+        let gpus = text.find("# HELP nv_gpu_utilization").unwrap();
+        assert!(pending < gpus, "{text}");
+        // A family that no GPU has a value for is left out, HELP and TYPE too.
+        let bare = GpuSample {
+            uuid: "GPU-2".into(),
+            memory_total_bytes: Some(1024),
+            ..Default::default()
+        };
+        let text = render(&[], &[bare.clone(), bare], None);
+        assert_eq!(
+            text,
+            "# HELP nv_gpu_memory_total_bytes GPU total memory, in bytes\n\
+             # TYPE nv_gpu_memory_total_bytes gauge\n\
+             nv_gpu_memory_total_bytes{gpu_uuid=\"GPU-2\"} 1024\n\
+             nv_gpu_memory_total_bytes{gpu_uuid=\"GPU-2\"} 1024\n"
+        );
+        // A GPU with no reading at all adds nothing.
+        let empty = GpuSample {
+            uuid: "GPU-3".into(),
+            ..Default::default()
+        };
+        assert_eq!(render(&[], &[empty], None), "");
+    }
+
+    #[test]
+    fn gpu_uuid_label_is_escaped() {
+        let text = render(&[], &[gpu("GPU-\"x\\y\nz")], None);
+        assert!(
+            text.contains("nv_gpu_power_limit{gpu_uuid=\"GPU-\\\"x\\\\y\\nz\"} 700\n"),
+            "{text}"
+        );
         assert!(
             text.lines()
                 .all(|l| l.starts_with('#') || l.starts_with("nv_")),

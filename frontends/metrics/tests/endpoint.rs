@@ -34,6 +34,7 @@ async fn serves_metrics_refuses_the_rest_and_stops() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = MetricsOptions {
         cpu_metrics: true,
+        gpu_metrics: true,
         interval: Duration::from_millis(50),
     };
     let task = tokio::spawn(ferrite_metrics::serve(server, options, listener, async {
@@ -58,9 +59,14 @@ async fn serves_metrics_refuses_the_rest_and_stops() {
         "{reply}"
     );
     assert!(!head.contains("Date:"), "{reply}");
-    // No models: only the CPU families.
+    // No models: only the CPU families, after the GPU ones where this machine has NVML.
+    let cpu_at = body
+        .find("# HELP nv_cpu_utilization CPU utilization rate [0.0 - 1.0]\n")
+        .unwrap_or_else(|| panic!("{body}"));
     assert!(
-        body.starts_with("# HELP nv_cpu_utilization CPU utilization rate [0.0 - 1.0]\n"),
+        body[..cpu_at]
+            .lines()
+            .all(|l| l.contains("nv_gpu_") || l.contains("nv_energy_consumption")),
         "{body}"
     );
     let value = |name: &str| -> f64 {

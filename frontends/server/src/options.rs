@@ -26,7 +26,6 @@ const NOT_YET: &[&str] = &[
     "grpc-http2-min-recv-ping-interval-without-data",
     "grpc-http2-max-ping-strikes",
     "grpc-restricted-protocol",
-    "allow-gpu-metrics",
     "model-load-retry-count",
     "http-restricted-api",
     "reuse-http-port",
@@ -143,6 +142,11 @@ struct Flags {
     #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     allow_cpu_metrics: Option<bool>,
+    /// Include GPU utilization, memory, power and energy in the metrics (from NVML, where the
+    /// NVIDIA driver is installed).
+    #[arg(long, value_parser = parse_bool, num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_gpu_metrics: Option<bool>,
     /// Port of the metrics endpoint (0: any free port).
     #[arg(long, value_name = "PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,7 +155,7 @@ struct Flags {
     #[arg(long, value_name = "ADDRESS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_address: Option<String>,
-    /// How often CPU utilization and memory are sampled, in milliseconds.
+    /// How often the CPU and GPU metrics are sampled, in milliseconds.
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     metrics_interval_ms: Option<u64>,
@@ -295,6 +299,7 @@ pub struct Options {
     pub allow_client_shm: bool,
     pub allow_metrics: bool,
     pub allow_cpu_metrics: bool,
+    pub allow_gpu_metrics: bool,
     pub metrics_port: u16,
     pub metrics_address: Option<String>,
     pub metrics_interval_ms: u64,
@@ -349,6 +354,7 @@ impl Default for Options {
             allow_client_shm: false,
             allow_metrics: true,
             allow_cpu_metrics: true,
+            allow_gpu_metrics: true,
             metrics_port: 8002,
             metrics_address: None,
             metrics_interval_ms: 2000,
@@ -683,6 +689,7 @@ impl Options {
     pub fn metrics_options(&self) -> ferrite_metrics::MetricsOptions {
         ferrite_metrics::MetricsOptions {
             cpu_metrics: self.allow_cpu_metrics,
+            gpu_metrics: self.allow_gpu_metrics,
             interval: Duration::from_millis(self.metrics_interval_ms.max(1)),
         }
     }
@@ -865,13 +872,46 @@ mod tests {
     }
 
     #[test]
+    fn gpu_and_cpu_metrics_flags() {
+        jailed(|jail| {
+            let (o, w) = Options::load(&args(&["--model-repository=/m"])).unwrap();
+            assert!(w.is_empty(), "{w:?}");
+            let m = o.metrics_options();
+            assert!(m.gpu_metrics && m.cpu_metrics);
+            assert_eq!(m.interval, Duration::from_millis(2000));
+            let (o, w) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--allow-gpu-metrics=false",
+                "--metrics-interval-ms",
+                "500",
+            ]))
+            .unwrap();
+            assert!(w.is_empty(), "no longer a not-yet flag: {w:?}");
+            let m = o.metrics_options();
+            assert!(!m.gpu_metrics && m.cpu_metrics);
+            assert_eq!(m.interval, Duration::from_millis(500));
+            let (o, _) = Options::load(&args(&[
+                "--model-repository=/m",
+                "--allow-cpu-metrics=false",
+                "--allow-gpu-metrics",
+            ]))
+            .unwrap();
+            let m = o.metrics_options();
+            assert!(m.gpu_metrics && !m.cpu_metrics);
+            jail.set_env("FERRITE_ALLOW_GPU_METRICS", "false");
+            let (o, _) = Options::load(&args(&["--model-repository=/m"])).unwrap();
+            assert!(!o.allow_gpu_metrics);
+        });
+    }
+
+    #[test]
     fn not_yet_flags_warn_instead_of_failing() {
         jailed(|_| {
             let (o, w) = Options::load(&args(&[
                 "--model-repository=/m",
                 "--rate-limit",
                 "execution_count",
-                "--allow-gpu-metrics",
+                "--allow-sagemaker",
                 "--grpc-port",
                 "9001",
             ]))
