@@ -182,7 +182,8 @@ impl Server {
             .drivers()
             .iter()
             .any(|d| d.instance_kinds & abi::INSTANCE_KIND_GPU != 0);
-        let shared_memory = SharedMemory::new(options.allow_client_shm);
+        let shared_memory =
+            SharedMemory::new(options.allow_client_shm).with_drivers(drivers.drivers());
         let load_slots = Slots::new(options.model_load_threads);
         let tracer = crate::trace::Tracer::new(options.trace.clone())?;
         let server = Server {

@@ -1,7 +1,10 @@
 //! The shared memory extension: regions a client registers (a POSIX shared memory object,
 //! an offset and a size) that inputs are read from and outputs written to, so large tensors
-//! do not travel through the socket. System shared memory is real on every build; CUDA shared
-//! memory answers as a build without CUDA does until the CUDA driver provides it.
+//! do not travel through the socket. System shared memory is real on every build. CUDA shared
+//! memory (a `cudaIpcMemHandle_t`, a device and a size) is opened by a driver that runs GPU
+//! instances and opens shared device memory (ABI 1.2, the CUDA driver); inputs are copied
+//! from it and outputs to it through that driver. With no such driver (no GPU) registering a
+//! CUDA region is refused as by a Triton built without GPUs.
 //!
 //! As in Triton ≥ 2.69, clients may register, unregister and so use regions only when the
 //! server allows it (`--allow-client-shm=true`, [`crate::ServerOptions::allow_client_shm`]);
@@ -23,6 +26,7 @@ use bytes::Bytes;
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::RwLock;
 
+use crate::driver::{DeviceMemory, Driver};
 use crate::{Error, ErrorCode, Result};
 
 /// Triton's answer to a client's register/unregister when client shared memory is off.
@@ -55,6 +59,25 @@ struct Region {
     map: Arc<MmapRaw>,
 }
 
+struct CudaRegion {
+    status: CudaRegionStatus,
+    memory: Arc<DeviceMemory>,
+}
+
+/// Part of a registered region, checked against its size.
+enum Span {
+    Mapped {
+        map: Arc<MmapRaw>,
+        start: usize,
+        len: usize,
+    },
+    Device {
+        memory: Arc<DeviceMemory>,
+        offset: u64,
+        len: usize,
+    },
+}
+
 /// Where a request's tensor lives in a region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionRef {
@@ -79,21 +102,38 @@ impl AsRef<[u8]> for MappedSlice {
     }
 }
 
-/// Where one output goes: part of a region, resolved (and its mapping held) when the request
-/// is read, as Triton does, so unregistering the region meanwhile cannot redirect the write.
+/// Where one output goes: part of a region, resolved (and its mapping or device memory held)
+/// when the request is read, as Triton does, so unregistering the region meanwhile cannot
+/// redirect the write.
 #[derive(Clone)]
 pub struct OutputRegion {
     region: String,
-    map: Arc<MmapRaw>,
-    start: usize,
+    target: OutputTarget,
     len: usize,
+}
+
+#[derive(Clone)]
+enum OutputTarget {
+    Mapped {
+        map: Arc<MmapRaw>,
+        start: usize,
+    },
+    Device {
+        memory: Arc<DeviceMemory>,
+        offset: u64,
+    },
 }
 
 impl std::fmt::Debug for OutputRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (kind, at) = match &self.target {
+            OutputTarget::Mapped { start, .. } => ("system", *start as u64),
+            OutputTarget::Device { offset, .. } => ("cuda", *offset),
+        };
         f.debug_struct("OutputRegion")
             .field("region", &self.region)
-            .field("start", &self.start)
+            .field("kind", &kind)
+            .field("start", &at)
             .field("len", &self.len)
             .finish()
     }
@@ -120,17 +160,23 @@ impl OutputRegion {
                 data.len()
             )));
         }
-        // SAFETY: `start + data.len() <= start + len`, within the mapping (checked when the
-        // span was made); the mapping is alive (we hold an Arc) and writable (opened
-        // read-write). `copy` (memmove) because the data may itself come from the region.
-        unsafe {
-            std::ptr::copy(
-                data.as_ptr(),
-                self.map.as_mut_ptr().add(self.start),
-                data.len(),
-            )
-        };
-        Ok(())
+        match &self.target {
+            OutputTarget::Mapped { map, start } => {
+                // SAFETY: `start + data.len() <= start + len`, within the mapping (checked
+                // when the span was made); the mapping is alive (we hold an Arc) and writable
+                // (opened read-write). `copy` (memmove) because the data may itself come from
+                // the region.
+                unsafe { std::ptr::copy(data.as_ptr(), map.as_mut_ptr().add(*start), data.len()) };
+                Ok(())
+            }
+            OutputTarget::Device { memory, offset } => memory.write(*offset, data).map_err(|e| {
+                Error::internal(format!(
+                    "failed to copy output '{name}' to CUDA shared memory region '{}': {}",
+                    self.region,
+                    e.message()
+                ))
+            }),
+        }
     }
 }
 
@@ -138,6 +184,9 @@ impl OutputRegion {
 pub struct SharedMemory {
     allow_client: bool,
     system: RwLock<BTreeMap<String, Region>>,
+    cuda: RwLock<BTreeMap<String, CudaRegion>>,
+    /// Drivers that open shared GPU memory (ABI 1.2), tried in order.
+    gpu_drivers: Vec<Arc<Driver>>,
 }
 
 impl Default for SharedMemory {
@@ -213,7 +262,31 @@ impl SharedMemory {
         SharedMemory {
             allow_client,
             system: RwLock::new(BTreeMap::new()),
+            cuda: RwLock::new(BTreeMap::new()),
+            gpu_drivers: Vec::new(),
         }
+    }
+
+    /// With the drivers that may open CUDA shared memory: those that run GPU instances and
+    /// have the ABI 1.2 memory functions.
+    pub fn with_drivers(mut self, drivers: &[Arc<Driver>]) -> SharedMemory {
+        self.gpu_drivers = drivers
+            .iter()
+            .filter(|d| {
+                d.instance_kinds & ferrite_driver_abi::INSTANCE_KIND_GPU != 0 && d.opens_memory()
+            })
+            .cloned()
+            .collect();
+        self
+    }
+
+    /// Whether CUDA shared memory can be registered here.
+    pub fn supports_cuda(&self) -> bool {
+        !self.gpu_drivers.is_empty()
+    }
+
+    fn registered(&self, name: &str) -> bool {
+        self.system.read().contains_key(name) || self.cuda.read().contains_key(name)
     }
 
     /// Whether client shared memory is on.
@@ -247,7 +320,7 @@ impl SharedMemory {
             ));
         }
         let path = shm_path(name, key)?;
-        if self.system.read().contains_key(name) {
+        if self.registered(name) {
             return Err(already_registered(name));
         }
         let (file, object_size) = open_object(key, &path)?;
@@ -289,8 +362,9 @@ impl SharedMemory {
             },
             map: Arc::new(map),
         };
+        // Locks in one order everywhere: system, then CUDA.
         let mut system = self.system.write();
-        if system.contains_key(name) {
+        if system.contains_key(name) || self.cuda.read().contains_key(name) {
             return Err(already_registered(name));
         }
         system.insert(name.to_string(), region);
@@ -328,15 +402,19 @@ impl SharedMemory {
         }
     }
 
-    /// Triton's `GetMemoryInfo` checks: the region exists and `offset`, `offset + byte_size`
-    /// lie inside it.
-    fn span(&self, at: &RegionRef) -> Result<(Arc<MmapRaw>, usize, usize)> {
-        let system = self.system.read();
-        let region = system
-            .get(&at.region)
-            .ok_or_else(|| unknown_region(&at.region))?;
-        let size = region.status.byte_size;
+    /// Triton's `GetMemoryInfo` checks: the region exists (system or CUDA) and `offset`,
+    /// `offset + byte_size` lie inside it.
+    fn span(&self, at: &RegionRef) -> Result<Span> {
         let name = &at.region;
+        // Locks in one order everywhere: system, then CUDA.
+        let system = self.system.read();
+        let (size, mapped) = match system.get(name) {
+            Some(region) => (region.status.byte_size, Some(Arc::clone(&region.map))),
+            None => match self.cuda.read().get(name) {
+                Some(region) => (region.status.byte_size, None),
+                None => return Err(unknown_region(name)),
+            },
+        };
         if at.offset >= size {
             return Err(Error::invalid_arg(format!(
                 "Invalid offset for shared memory region: '{name}' (offset {} is not inside the region's {size} bytes)",
@@ -357,27 +435,69 @@ impl SharedMemory {
                 at.offset, at.byte_size
             )));
         }
-        // Both fit in usize: they are within a mapping of `size` bytes.
-        Ok((
-            Arc::clone(&region.map),
-            at.offset as usize,
-            at.byte_size as usize,
-        ))
+        let len = usize::try_from(at.byte_size).map_err(|_| {
+            Error::invalid_arg(format!(
+                "byte size {} for shared memory region '{name}' is too large",
+                at.byte_size
+            ))
+        })?;
+        Ok(match mapped {
+            // Both fit in usize: they are within a mapping of `size` bytes.
+            Some(map) => Span::Mapped {
+                map,
+                start: at.offset as usize,
+                len,
+            },
+            None => {
+                let cuda = self.cuda.read();
+                let region = cuda.get(name).ok_or_else(|| unknown_region(name))?;
+                Span::Device {
+                    memory: Arc::clone(&region.memory),
+                    offset: at.offset,
+                    len,
+                }
+            }
+        })
     }
 
-    /// An input's data, read in place (no copy): the bytes keep the mapping alive.
+    /// An input's data: read in place from a system region (no copy; the bytes keep the
+    /// mapping alive), copied to the host from a CUDA region.
     pub fn input(&self, at: &RegionRef) -> Result<Bytes> {
-        let (map, start, len) = self.span(at)?;
-        Ok(Bytes::from_owner(MappedSlice { map, start, len }))
+        match self.span(at)? {
+            Span::Mapped { map, start, len } => {
+                Ok(Bytes::from_owner(MappedSlice { map, start, len }))
+            }
+            Span::Device {
+                memory,
+                offset,
+                len,
+            } => {
+                let mut data = vec![0u8; len];
+                memory.read(offset, &mut data).map_err(|e| {
+                    Error::internal(format!(
+                        "failed to copy from CUDA shared memory region '{}': {}",
+                        at.region,
+                        e.message()
+                    ))
+                })?;
+                Ok(Bytes::from(data))
+            }
+        }
     }
 
     /// Where an output goes, checked and held now, written after inference.
     pub fn output(&self, at: &RegionRef) -> Result<OutputRegion> {
-        let (map, start, len) = self.span(at)?;
+        let (target, len) = match self.span(at)? {
+            Span::Mapped { map, start, len } => (OutputTarget::Mapped { map, start }, len),
+            Span::Device {
+                memory,
+                offset,
+                len,
+            } => (OutputTarget::Device { memory, offset }, len),
+        };
         Ok(OutputRegion {
             region: at.region.clone(),
-            map,
-            start,
+            target,
             len,
         })
     }
@@ -387,38 +507,122 @@ impl SharedMemory {
         self.output(at)?.write(name, data)
     }
 
-    /// CUDA shared memory: no region exists on a build or host without CUDA. Region names
-    /// share one namespace with system regions, as in Triton.
+    /// Status of one CUDA region or of all. Region names share one namespace with system
+    /// regions, as in Triton.
     pub fn cuda_status(&self, name: Option<&str>) -> Result<Vec<CudaRegionStatus>> {
+        let system = self.system.read();
+        let cuda = self.cuda.read();
         match name {
-            Some(name) if self.system.read().contains_key(name) => Err(Error::not_found(format!(
-                "The region named '{name}' is registered as system shared memory, not CUDA shared memory"
-            ))),
-            Some(name) => Err(Error::not_found(format!(
-                "Unable to find cuda shared memory region: '{name}'"
-            ))),
-            None => Ok(Vec::new()),
+            Some(name) => match cuda.get(name) {
+                Some(region) => Ok(vec![region.status.clone()]),
+                None if system.contains_key(name) => Err(Error::not_found(format!(
+                    "The region named '{name}' is registered as system shared memory, not CUDA shared memory"
+                ))),
+                None => Err(Error::not_found(format!(
+                    "Unable to find cuda shared memory region: '{name}'"
+                ))),
+            },
+            None => Ok(cuda.values().map(|r| r.status.clone()).collect()),
         }
     }
 
-    /// CUDA shared memory registration, refused with the reason on a build without CUDA.
-    pub fn register_cuda(&self, name: &str) -> Result<()> {
+    /// The checks Triton makes before it looks at a CUDA register request's body: allowed,
+    /// named, and GPUs supported at all.
+    pub fn check_cuda_register(&self, name: &str) -> Result<()> {
         self.check_client_allowed()?;
         if name.is_empty() {
             return Err(Error::invalid_arg(
                 "'region name' is necessary to register cuda shared memory region",
             ));
         }
-        // Triton's answer when it has no GPU support (the CUDA driver will make this real).
-        Err(Error::invalid_arg(format!(
-            "failed to register CUDA shared memory region: '{name}', GPUs not supported"
-        )))
+        if !self.supports_cuda() {
+            // Triton's answer when it has no GPU support.
+            return Err(Error::invalid_arg(format!(
+                "failed to register CUDA shared memory region: '{name}', GPUs not supported"
+            )));
+        }
+        Ok(())
     }
 
-    /// CUDA shared memory unregistration: nothing to do without CUDA (unknown names are not
-    /// an error, as in Triton).
-    pub fn unregister_cuda(&self, _name: Option<&str>) -> Result<()> {
-        self.check_client_allowed()
+    /// Registers CUDA shared memory: `raw_handle` (a `cudaIpcMemHandle_t`) for memory on GPU
+    /// `device_id`, `byte_size` bytes of it, opened by the first GPU driver that takes it.
+    pub fn register_cuda(
+        &self,
+        name: &str,
+        raw_handle: &[u8],
+        device_id: i64,
+        byte_size: u64,
+    ) -> Result<()> {
+        self.check_cuda_register(name)?;
+        if self.registered(name) {
+            return Err(already_registered(name));
+        }
+        if byte_size == 0 {
+            return Err(Error::invalid_arg(format!(
+                "failed to register CUDA shared memory region '{name}': byte_size must be greater than 0"
+            )));
+        }
+        let mut refusals = Vec::new();
+        let mut opened = None;
+        for driver in &self.gpu_drivers {
+            match driver.open_memory(
+                ferrite_driver_abi::MemoryKind::Gpu,
+                device_id,
+                raw_handle,
+                byte_size,
+            ) {
+                Ok(memory) => {
+                    opened = Some(memory);
+                    break;
+                }
+                Err(e) if e.code() == ErrorCode::Unsupported => {
+                    refusals.push(e.message().to_string());
+                }
+                Err(e) => {
+                    return Err(Error::invalid_arg(format!(
+                        "failed to register CUDA shared memory region '{name}': {}",
+                        e.message()
+                    )));
+                }
+            }
+        }
+        let Some(memory) = opened else {
+            return Err(Error::invalid_arg(format!(
+                "failed to register CUDA shared memory region: '{name}', GPUs not supported ({})",
+                refusals.join("; ")
+            )));
+        };
+        let region = CudaRegion {
+            status: CudaRegionStatus {
+                name: name.to_string(),
+                device_id: device_id.max(0) as u64,
+                byte_size,
+            },
+            memory: Arc::new(memory),
+        };
+        // Locks in one order everywhere: system, then CUDA.
+        let system = self.system.read();
+        let mut cuda = self.cuda.write();
+        if cuda.contains_key(name) || system.contains_key(name) {
+            return Err(already_registered(name));
+        }
+        cuda.insert(name.to_string(), region);
+        Ok(())
+    }
+
+    /// Unregisters one CUDA region (`Some(name)`; unknown names are not an error, as in
+    /// Triton) or every CUDA region (`None`). Requests holding a region keep its memory open
+    /// until they finish.
+    pub fn unregister_cuda(&self, name: Option<&str>) -> Result<()> {
+        self.check_client_allowed()?;
+        let mut cuda = self.cuda.write();
+        match name {
+            Some(name) => {
+                cuda.remove(name);
+            }
+            None => cuda.clear(),
+        }
+        Ok(())
     }
 }
 
@@ -523,7 +727,7 @@ mod tests {
             shm.register_system("r", &key, 0, 16).unwrap_err(),
             shm.unregister_system(Some("r")).unwrap_err(),
             shm.unregister_system(None).unwrap_err(),
-            shm.register_cuda("g").unwrap_err(),
+            shm.register_cuda("g", &[0; 64], 0, 64).unwrap_err(),
             shm.unregister_cuda(None).unwrap_err(),
             shm.check_client_allowed().unwrap_err(),
         ] {
@@ -703,14 +907,16 @@ mod tests {
         let (key, _obj) = object(8);
         let shm = SharedMemory::new(true);
         assert!(shm.cuda_status(None).unwrap().is_empty());
-        let e = shm.register_cuda("g").unwrap_err();
+        let e = shm.register_cuda("g", &[0; 64], 0, 64).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidArg);
         assert_eq!(
             e.message(),
             "failed to register CUDA shared memory region: 'g', GPUs not supported"
         );
         assert_eq!(
-            shm.register_cuda("").unwrap_err().message(),
+            shm.register_cuda("", &[0; 64], 0, 64)
+                .unwrap_err()
+                .message(),
             "'region name' is necessary to register cuda shared memory region"
         );
         shm.unregister_cuda(None).unwrap();

@@ -455,7 +455,105 @@ pub struct InstanceRequest<'a> {
     pub config_json: &'a str,
 }
 
+/// Device memory another process shared with the server (CUDA shared memory), opened by the
+/// driver that owns the device (ABI 1.2); closed when dropped.
+pub struct DeviceMemory {
+    driver: Arc<Driver>,
+    memory: *mut c_void,
+}
+
+// SAFETY: the ABI requires memory_read/memory_write to be callable from any thread, and
+// memory_close is called once, when the last holder drops it.
+unsafe impl Send for DeviceMemory {}
+unsafe impl Sync for DeviceMemory {}
+
+impl DeviceMemory {
+    /// Copies `dst.len()` bytes at `offset` into `dst`. The caller has checked the span
+    /// against the registered size.
+    pub fn read(&self, offset: u64, dst: &mut [u8]) -> Result<()> {
+        let read = self.driver.api.memory_read.ok_or_else(|| {
+            Error::internal(format!("driver '{}' has no memory_read", self.driver.name))
+        })?;
+        // SAFETY: `memory` is open (closed only in Drop); `dst` is writable for its length.
+        unsafe { error_from_abi(read(self.memory, offset, dst.as_mut_ptr(), dst.len())) }
+    }
+
+    /// Copies `src` to `offset`. The caller has checked the span against the registered size.
+    pub fn write(&self, offset: u64, src: &[u8]) -> Result<()> {
+        let write = self.driver.api.memory_write.ok_or_else(|| {
+            Error::internal(format!("driver '{}' has no memory_write", self.driver.name))
+        })?;
+        // SAFETY: as for read; `src` is readable for its length.
+        unsafe { error_from_abi(write(self.memory, offset, src.as_ptr(), src.len())) }
+    }
+
+    /// The driver that opened it.
+    pub fn driver(&self) -> &str {
+        &self.driver.name
+    }
+}
+
+impl Drop for DeviceMemory {
+    fn drop(&mut self) {
+        if let Some(close) = self.driver.api.memory_close {
+            // SAFETY: opened by this driver's memory_open, closed once.
+            unsafe { close(self.memory) };
+        }
+    }
+}
+
 impl Driver {
+    /// Whether the driver's table has the ABI 1.2 memory functions.
+    pub fn opens_memory(&self) -> bool {
+        self.api.size >= abi::DRIVER_API_SIZE_1_2
+            && self.api.memory_open.is_some()
+            && self.api.memory_read.is_some()
+            && self.api.memory_write.is_some()
+    }
+
+    /// Opens device memory a client shared (`kind` a [`abi::MemoryKind`]); UNSUPPORTED when
+    /// this driver does not open that kind.
+    pub fn open_memory(
+        self: &Arc<Self>,
+        kind: abi::MemoryKind,
+        device_id: i64,
+        handle: &[u8],
+        byte_size: u64,
+    ) -> Result<DeviceMemory> {
+        let open = match self.api.memory_open {
+            Some(open) if self.opens_memory() => open,
+            _ => {
+                return Err(Error::unsupported(format!(
+                    "driver '{}' does not open shared device memory",
+                    self.name
+                )));
+            }
+        };
+        let mut memory: *mut c_void = std::ptr::null_mut();
+        // SAFETY: per the ABI; the handle bytes and the out-pointer outlive the call.
+        unsafe {
+            error_from_abi(open(
+                self.state,
+                kind as u32,
+                device_id,
+                handle.as_ptr(),
+                handle.len(),
+                byte_size,
+                &mut memory,
+            ))
+        }?;
+        if memory.is_null() {
+            return Err(Error::internal(format!(
+                "driver '{}' opened shared device memory but returned no handle",
+                self.name
+            )));
+        }
+        Ok(DeviceMemory {
+            driver: Arc::clone(self),
+            memory,
+        })
+    }
+
     /// Loads a model version. Returns the driver's model and, when the driver replaced the
     /// configuration (auto-complete), the new configuration JSON.
     pub fn load_model(
@@ -606,6 +704,10 @@ mod tests {
             instance_create: None,
             instance_destroy: None,
             execute: Some(execute),
+            memory_open: None,
+            memory_read: None,
+            memory_write: None,
+            memory_close: None,
         }
     }
 

@@ -34,8 +34,12 @@
  - 1.0: the first ABI.
  - 1.1: [`HostApi::request_complete`] (the final flag without a response, for decoupled
    models) and [`HostApi::request_cancelled`] (whether anyone still waits for a request).
+ - 1.2: [`DriverApi::memory_open`], [`DriverApi::memory_read`], [`DriverApi::memory_write`]
+   and [`DriverApi::memory_close`]: device memory another process shares with the server
+   (CUDA shared memory: a `cudaIpcMemHandle_t`), opened and copied by the driver that owns
+   the device.
  */
-#define FERRITE_ABI_MINOR 1
+#define FERRITE_ABI_MINOR 2
 
 /*
  Flag for [`HostApi::response_send`] and [`HostApi::request_complete`]: this is the
@@ -344,6 +348,25 @@ typedef struct FerriteExecuteStats {
 typedef struct FerriteError *(*FerriteExecuteFn)(void *instance_state, const struct FerriteRequest *requests, size_t request_count, struct FerriteExecuteStats *stats);
 
 /*
+ `memory_open` (1.2): opens device memory that another process shared with the server, for
+ `kind` (a [`MemoryKind`]) on device `device_id`: for [`MemoryKind::Gpu`], `handle` holds the
+ 64 bytes of a CUDA IPC memory handle (`cudaIpcMemHandle_t`) and `byte_size` is how much of
+ the allocation the client registered. On success `memory` is the driver's handle for the
+ other calls. UNSUPPORTED when the driver does not open memory of that kind.
+ */
+typedef struct FerriteError *(*MemoryOpenFn)(void *driver_state, uint32_t kind, int64_t device_id, const uint8_t *handle, size_t handle_len, uint64_t byte_size, void **memory);
+
+/*
+ `memory_read` (1.2): copies `len` bytes at `offset` of opened memory into host memory
+ `dst`; `memory_write`: copies `len` bytes from host memory `src` to `offset`. The host
+ checks `offset + len` against the registered size before calling. The copy is complete
+ when the call returns. Called from any thread.
+ */
+typedef struct FerriteError *(*MemoryReadFn)(void *memory, uint64_t offset, uint8_t *dst, size_t len);
+
+typedef struct FerriteError *(*MemoryWriteFn)(void *memory, uint64_t offset, const uint8_t *src, size_t len);
+
+/*
  The driver's table, returned by its entry point. Valid for the process lifetime.
  */
 typedef struct FerriteDriverApi {
@@ -377,6 +400,16 @@ typedef struct FerriteDriverApi {
   FerriteInstanceCreateFn instance_create;
   FerriteFiniFn instance_destroy;
   FerriteExecuteFn execute;
+  /*
+   1.2: device memory shared by other processes (see [`MemoryOpenFn`]); all optional.
+   */
+  MemoryOpenFn memory_open;
+  MemoryReadFn memory_read;
+  MemoryWriteFn memory_write;
+  /*
+   Closes memory opened by `memory_open`, once no copy is running on it.
+   */
+  FerriteFiniFn memory_close;
 } FerriteDriverApi;
 
 /*

@@ -31,7 +31,11 @@ pub const ABI_MAJOR: u32 = 1;
 /// - 1.0: the first ABI.
 /// - 1.1: [`HostApi::request_complete`] (the final flag without a response, for decoupled
 ///   models) and [`HostApi::request_cancelled`] (whether anyone still waits for a request).
-pub const ABI_MINOR: u32 = 1;
+/// - 1.2: [`DriverApi::memory_open`], [`DriverApi::memory_read`], [`DriverApi::memory_write`]
+///   and [`DriverApi::memory_close`]: device memory another process shares with the server
+///   (CUDA shared memory: a `cudaIpcMemHandle_t`), opened and copied by the driver that owns
+///   the device.
+pub const ABI_MINOR: u32 = 2;
 /// The one symbol a driver exports (NUL-terminated for `dlsym`).
 pub const DRIVER_ENTRY_SYMBOL: &[u8] = b"ferrite_driver_entry\0";
 /// [`DRIVER_ENTRY_SYMBOL`] without its NUL, for messages.
@@ -333,6 +337,38 @@ pub type ExecuteFn = Option<
     ) -> *mut Error,
 >;
 
+/// `memory_open` (1.2): opens device memory that another process shared with the server, for
+/// `kind` (a [`MemoryKind`]) on device `device_id`: for [`MemoryKind::Gpu`], `handle` holds the
+/// 64 bytes of a CUDA IPC memory handle (`cudaIpcMemHandle_t`) and `byte_size` is how much of
+/// the allocation the client registered. On success `memory` is the driver's handle for the
+/// other calls. UNSUPPORTED when the driver does not open memory of that kind.
+pub type MemoryOpenFn = Option<
+    unsafe extern "C" fn(
+        driver_state: *mut c_void,
+        kind: u32,
+        device_id: i64,
+        handle: *const u8,
+        handle_len: usize,
+        byte_size: u64,
+        memory: *mut *mut c_void,
+    ) -> *mut Error,
+>;
+/// `memory_read` (1.2): copies `len` bytes at `offset` of opened memory into host memory
+/// `dst`; `memory_write`: copies `len` bytes from host memory `src` to `offset`. The host
+/// checks `offset + len` against the registered size before calling. The copy is complete
+/// when the call returns. Called from any thread.
+pub type MemoryReadFn = Option<
+    unsafe extern "C" fn(memory: *mut c_void, offset: u64, dst: *mut u8, len: usize) -> *mut Error,
+>;
+pub type MemoryWriteFn = Option<
+    unsafe extern "C" fn(
+        memory: *mut c_void,
+        offset: u64,
+        src: *const u8,
+        len: usize,
+    ) -> *mut Error,
+>;
+
 /// The driver's table, returned by its entry point. Valid for the process lifetime.
 #[repr(C)]
 pub struct DriverApi {
@@ -358,12 +394,21 @@ pub struct DriverApi {
     pub instance_create: InstanceCreateFn,
     pub instance_destroy: FiniFn,
     pub execute: ExecuteFn,
+    /// 1.2: device memory shared by other processes (see [`MemoryOpenFn`]); all optional.
+    pub memory_open: MemoryOpenFn,
+    pub memory_read: MemoryReadFn,
+    pub memory_write: MemoryWriteFn,
+    /// Closes memory opened by `memory_open`, once no copy is running on it.
+    pub memory_close: FiniFn,
 }
 
 /// The size of the ABI 1.0 driver table: a driver's `size` must be at least this; fields
 /// appended in later minors are read only when its `size` covers them.
 pub const DRIVER_API_MIN_SIZE: usize =
     std::mem::offset_of!(DriverApi, execute) + std::mem::size_of::<ExecuteFn>();
+/// The size of the ABI 1.2 driver table, which has the memory functions.
+pub const DRIVER_API_SIZE_1_2: usize =
+    std::mem::offset_of!(DriverApi, memory_close) + std::mem::size_of::<FiniFn>();
 
 /// The type of [`DRIVER_ENTRY_SYMBOL`].
 pub type DriverEntryFn = unsafe extern "C" fn(host: *const HostApi) -> *const DriverApi;

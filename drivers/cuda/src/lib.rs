@@ -12,12 +12,13 @@
 //! fails to load, never falls back to the CPU.
 
 pub mod devices;
+pub mod memory;
 pub mod placement;
 pub mod runtime;
 
 use ferrite_driver_sdk::{
     Batch, DataType, Descriptor, Driver, DriverInfo, Error, InstanceInfo, InstanceKind, LogLevel,
-    ModelLoad, Result, abi, export_driver, log,
+    MemoryHandle, ModelLoad, Result, SharedDeviceMemory, abi, export_driver, log,
 };
 use ferrite_onnx::{OnnxInstance, OnnxModel};
 use ort::environment::Environment;
@@ -28,6 +29,8 @@ use devices::Devices;
 pub struct CudaDriver {
     env: Environment,
     devices: Devices,
+    /// GPU contexts for CUDA shared memory.
+    contexts: memory::Contexts,
 }
 
 impl CudaDriver {
@@ -69,7 +72,11 @@ impl Driver for CudaDriver {
         for gpu in &devices.gpus {
             log(LogLevel::Info, &format!("found {gpu}"));
         }
-        Ok(CudaDriver { env, devices })
+        Ok(CudaDriver {
+            env,
+            devices,
+            contexts: memory::Contexts::default(),
+        })
     }
 
     fn load_model(&self, load: &mut ModelLoad<'_>) -> Result<OnnxModel> {
@@ -129,6 +136,14 @@ impl Driver for CudaDriver {
         batch: &mut Batch<'_>,
     ) -> Result<()> {
         ferrite_onnx::execute(model, instance, batch)
+    }
+
+    /// CUDA shared memory: a client's `cudaIpcMemHandle_t`, opened on its GPU.
+    fn open_memory(&self, handle: &MemoryHandle<'_>) -> Result<Box<dyn SharedDeviceMemory>> {
+        let ordinal = memory::check(handle, self.devices.gpus.len())?;
+        let opened =
+            memory::IpcMemory::open(&self.contexts, ordinal, handle.handle, handle.byte_size)?;
+        Ok(Box::new(opened))
     }
 }
 

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use ferrite_driver_abi as abi;
 
-use crate::{Batch, DataType, Driver, DriverInfo, Error, InstanceInfo, ModelLoad, Result, host};
+use crate::{
+    Batch, DataType, Driver, DriverInfo, Error, InstanceInfo, MemoryHandle, ModelLoad, Result,
+    SharedDeviceMemory, host,
+};
 
 /// How a driver describes itself to the host (see [`export_driver!`](crate::export_driver)).
 pub struct Descriptor {
@@ -100,6 +103,10 @@ fn build_table<D: Driver>(d: &'static Descriptor) -> abi::DriverApi {
         instance_create: Some(instance_create::<D>),
         instance_destroy: Some(drop_box::<InstanceState<D>>),
         execute: Some(execute::<D>),
+        memory_open: Some(memory_open::<D>),
+        memory_read: Some(memory_read),
+        memory_write: Some(memory_write),
+        memory_close: Some(drop_box::<Box<dyn SharedDeviceMemory>>),
     }
 }
 
@@ -227,3 +234,73 @@ unsafe extern "C" fn execute<D: Driver>(
 // Sync, so the states may move between threads.
 unsafe impl<D: Driver> Send for ModelState<D> {}
 unsafe impl<D: Driver> Send for InstanceState<D> {}
+
+unsafe extern "C" fn memory_open<D: Driver>(
+    driver_state: *mut c_void,
+    kind: u32,
+    device_id: i64,
+    handle: *const u8,
+    handle_len: usize,
+    byte_size: u64,
+    memory: *mut *mut c_void,
+) -> *mut abi::Error {
+    guarded("memory_open", || {
+        let Some(kind) = abi::MemoryKind::from_raw(kind) else {
+            return Err(Error::invalid_arg(format!("unknown memory kind {kind}")));
+        };
+        let handle = if handle.is_null() || handle_len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the host passes `handle_len` readable bytes for the duration of the call.
+            unsafe { std::slice::from_raw_parts(handle, handle_len) }
+        };
+        // SAFETY: driver_state is the Box<D> from driver_init, alive for the process.
+        let driver = unsafe { &*driver_state.cast::<D>() };
+        let opened = driver.open_memory(&MemoryHandle {
+            kind,
+            device_id,
+            handle,
+            byte_size,
+        })?;
+        // SAFETY: the out-pointer is valid for the call; the host frees it with memory_close.
+        unsafe { *memory = Box::into_raw(Box::new(opened)).cast() };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn memory_read(
+    memory: *mut c_void,
+    offset: u64,
+    dst: *mut u8,
+    len: usize,
+) -> *mut abi::Error {
+    guarded("memory_read", || {
+        // SAFETY: `memory` came from memory_open and is not closed while copies run; `dst`
+        // holds `len` writable bytes for the call.
+        let memory = unsafe { &*memory.cast::<Box<dyn SharedDeviceMemory>>() };
+        let dst = if len == 0 {
+            &mut [][..]
+        } else {
+            unsafe { std::slice::from_raw_parts_mut(dst, len) }
+        };
+        memory.read(offset, dst)
+    })
+}
+
+unsafe extern "C" fn memory_write(
+    memory: *mut c_void,
+    offset: u64,
+    src: *const u8,
+    len: usize,
+) -> *mut abi::Error {
+    guarded("memory_write", || {
+        // SAFETY: as for memory_read; `src` holds `len` readable bytes for the call.
+        let memory = unsafe { &*memory.cast::<Box<dyn SharedDeviceMemory>>() };
+        let src = if len == 0 {
+            &[][..]
+        } else {
+            unsafe { std::slice::from_raw_parts(src, len) }
+        };
+        memory.write(offset, src)
+    })
+}

@@ -96,6 +96,37 @@ pub trait Driver: Send + Sync + Sized + 'static {
         instance: &mut Self::Instance,
         batch: &mut Batch<'_>,
     ) -> Result<()>;
+
+    /// Opens device memory another process shares with the server (CUDA shared memory: a
+    /// `cudaIpcMemHandle_t` of memory on a GPU), for the host to copy request inputs from and
+    /// outputs to. Optional: the default refuses with UNSUPPORTED, and the host then tells the
+    /// client its kind of shared memory is not supported here.
+    fn open_memory(&self, handle: &MemoryHandle<'_>) -> Result<Box<dyn SharedDeviceMemory>> {
+        Err(Error::unsupported(format!(
+            "this driver does not open {:?} memory shared by other processes",
+            handle.kind
+        )))
+    }
+}
+
+/// What a client registered: device memory of `kind` on device `device_id`, shared through
+/// `handle` (for GPUs, the 64 bytes of a `cudaIpcMemHandle_t`), `byte_size` bytes of it.
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryHandle<'a> {
+    pub kind: abi::MemoryKind,
+    pub device_id: i64,
+    pub handle: &'a [u8],
+    pub byte_size: u64,
+}
+
+/// Device memory opened by [`Driver::open_memory`]: the host copies through it, from any
+/// thread; dropping it closes it. The host checks `offset + len` against the registered size
+/// before each call.
+pub trait SharedDeviceMemory: Send + Sync {
+    /// Copies `dst.len()` bytes at `offset` into `dst` (complete when this returns).
+    fn read(&self, offset: u64, dst: &mut [u8]) -> Result<()>;
+    /// Copies `src` to `offset` (complete when this returns).
+    fn write(&self, offset: u64, src: &[u8]) -> Result<()>;
 }
 
 /// The state of a driver that keeps none: `()`. Any other type has to be made by the driver.

@@ -486,7 +486,7 @@ impl GrpcInferenceService for Frontend {
             self.inner
                 .server
                 .shared_memory()
-                .register_cuda(&r.name)
+                .register_cuda(&r.name, &r.raw_handle, r.device_id, r.byte_size)
                 .map(|()| CudaSharedMemoryRegisterResponse {}),
         )
     }

@@ -228,7 +228,6 @@ impl<'a> Value<'a> {
         }
     }
 
-    #[cfg(test)]
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Number(n) => n.as_i64(),

@@ -763,10 +763,10 @@ impl Frontend {
                 .register_system(request, region)
                 .await
                 .map(|()| Vec::new()),
-            // Without CUDA the body is not looked at (as a Triton built without GPUs).
-            (true, ShmAction::Register) => {
-                shm.register_cuda(region.unwrap_or("")).map(|()| Vec::new())
-            }
+            (true, ShmAction::Register) => self
+                .register_cuda(request, region)
+                .await
+                .map(|()| Vec::new()),
             (false, ShmAction::Unregister) => shm.unregister_system(region).map(|()| Vec::new()),
             (true, ShmAction::Unregister) => shm.unregister_cuda(region).map(|()| Vec::new()),
         };
@@ -824,6 +824,60 @@ impl Frontend {
             .as_u64()
             .ok_or_else(not_uint)?;
         shm.register_system(name, &String::from_utf8_lossy(key), offset, byte_size)
+    }
+
+    /// `POST /v2/cudasharedmemory/region/{name}/register` with `{"raw_handle": {"b64"},
+    /// "device_id", "byte_size"}`. Without a GPU the body is not looked at (as a Triton built
+    /// without GPUs).
+    async fn register_cuda<B>(&self, request: Request<B>, region: Option<&str>) -> Result<(), Error>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Display,
+    {
+        let shm = self.inner.server.shared_memory();
+        let name = region.unwrap_or("");
+        shm.check_cuda_register(name)?;
+        let body = read_body(request.into_body(), self.inner.options.max_input_size)
+            .await
+            .map_err(BodyError::into_error)?;
+        let doc = parse_small(&body)?;
+        let missing = |field: &str| {
+            Error::invalid_arg(format!(
+                "Shared memory register request has no '{field}' field"
+            ))
+        };
+        let b64 = doc
+            .get("raw_handle")
+            .ok_or_else(|| missing("raw_handle"))?
+            .get("b64")
+            .ok_or_else(|| missing("raw_handle.b64"))?
+            .as_str_bytes()
+            .ok_or_else(|| Error::internal("attempt to access JSON non-string as string"))?;
+        let raw_handle = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| {
+                Error::invalid_arg(format!(
+                    "'raw_handle' of CUDA shared memory region '{name}' is not valid base64: {e}"
+                ))
+            })?
+        };
+        let device_id = doc
+            .get("device_id")
+            .ok_or_else(|| missing("device_id"))?
+            .as_i64()
+            .ok_or_else(|| {
+                Error::internal("attempt to access JSON non-signed-integer as signed-integer")
+            })?;
+        let byte_size = doc
+            .get("byte_size")
+            .ok_or_else(|| missing("byte_size"))?
+            .as_u64()
+            .ok_or_else(|| {
+                Error::internal("attempt to access JSON non-unsigned-integer as unsigned-integer")
+            })?;
+        shm.register_cuda(name, &raw_handle, device_id, byte_size)
     }
 
     /// `POST /v2/models/{m}[/versions/{v}]/infer`.
