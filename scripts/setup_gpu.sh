@@ -230,8 +230,6 @@ else
     say "creating .venv-gpu"
     "$PYTHON" -m venv "$VENV"
 fi
-# git keeps out of it (the repository's .gitignore names .venv only).
-[ -f "$VENV/.gitignore" ] || printf '*\n' >"$VENV/.gitignore"
 
 # --- the wheels, skipped while unchanged ----------------------------------------------------
 

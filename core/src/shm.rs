@@ -64,20 +64,6 @@ struct CudaRegion {
     memory: Arc<DeviceMemory>,
 }
 
-/// Part of a registered region, checked against its size.
-enum Span {
-    Mapped {
-        map: Arc<MmapRaw>,
-        start: usize,
-        len: usize,
-    },
-    Device {
-        memory: Arc<DeviceMemory>,
-        offset: u64,
-        len: usize,
-    },
-}
-
 /// Where a request's tensor lives in a region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegionRef {
@@ -108,12 +94,13 @@ impl AsRef<[u8]> for MappedSlice {
 #[derive(Clone)]
 pub struct OutputRegion {
     region: String,
-    target: OutputTarget,
+    target: Target,
     len: usize,
 }
 
+/// Where a span of a registered region starts, with the region's memory held.
 #[derive(Clone)]
-enum OutputTarget {
+enum Target {
     Mapped {
         map: Arc<MmapRaw>,
         start: usize,
@@ -127,8 +114,8 @@ enum OutputTarget {
 impl std::fmt::Debug for OutputRegion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let (kind, at) = match &self.target {
-            OutputTarget::Mapped { start, .. } => ("system", *start as u64),
-            OutputTarget::Device { offset, .. } => ("cuda", *offset),
+            Target::Mapped { start, .. } => ("system", *start as u64),
+            Target::Device { offset, .. } => ("cuda", *offset),
         };
         f.debug_struct("OutputRegion")
             .field("region", &self.region)
@@ -161,7 +148,7 @@ impl OutputRegion {
             )));
         }
         match &self.target {
-            OutputTarget::Mapped { map, start } => {
+            Target::Mapped { map, start } => {
                 // SAFETY: `start + data.len() <= start + len`, within the mapping (checked
                 // when the span was made); the mapping is alive (we hold an Arc) and writable
                 // (opened read-write). `copy` (memmove) because the data may itself come from
@@ -169,7 +156,7 @@ impl OutputRegion {
                 unsafe { std::ptr::copy(data.as_ptr(), map.as_mut_ptr().add(*start), data.len()) };
                 Ok(())
             }
-            OutputTarget::Device { memory, offset } => memory.write(*offset, data).map_err(|e| {
+            Target::Device { memory, offset } => memory.write(*offset, data).map_err(|e| {
                 Error::internal(format!(
                     "failed to copy output '{name}' to CUDA shared memory region '{}': {}",
                     self.region,
@@ -404,16 +391,31 @@ impl SharedMemory {
 
     /// Triton's `GetMemoryInfo` checks: the region exists (system or CUDA) and `offset`,
     /// `offset + byte_size` lie inside it.
-    fn span(&self, at: &RegionRef) -> Result<Span> {
+    fn span(&self, at: &RegionRef) -> Result<(Target, usize)> {
         let name = &at.region;
         // Locks in one order everywhere: system, then CUDA.
-        let system = self.system.read();
-        let (size, mapped) = match system.get(name) {
-            Some(region) => (region.status.byte_size, Some(Arc::clone(&region.map))),
-            None => match self.cuda.read().get(name) {
-                Some(region) => (region.status.byte_size, None),
-                None => return Err(unknown_region(name)),
-            },
+        // The start is only used once checked below: then it lies within the region.
+        let (size, target) = {
+            let system = self.system.read();
+            match system.get(name) {
+                Some(region) => (
+                    region.status.byte_size,
+                    Target::Mapped {
+                        map: Arc::clone(&region.map),
+                        start: at.offset as usize,
+                    },
+                ),
+                None => match self.cuda.read().get(name) {
+                    Some(region) => (
+                        region.status.byte_size,
+                        Target::Device {
+                            memory: Arc::clone(&region.memory),
+                            offset: at.offset,
+                        },
+                    ),
+                    None => return Err(unknown_region(name)),
+                },
+            }
         };
         if at.offset >= size {
             return Err(Error::invalid_arg(format!(
@@ -441,37 +443,17 @@ impl SharedMemory {
                 at.byte_size
             ))
         })?;
-        Ok(match mapped {
-            // Both fit in usize: they are within a mapping of `size` bytes.
-            Some(map) => Span::Mapped {
-                map,
-                start: at.offset as usize,
-                len,
-            },
-            None => {
-                let cuda = self.cuda.read();
-                let region = cuda.get(name).ok_or_else(|| unknown_region(name))?;
-                Span::Device {
-                    memory: Arc::clone(&region.memory),
-                    offset: at.offset,
-                    len,
-                }
-            }
-        })
+        Ok((target, len))
     }
 
     /// An input's data: read in place from a system region (no copy; the bytes keep the
     /// mapping alive), copied to the host from a CUDA region.
     pub fn input(&self, at: &RegionRef) -> Result<Bytes> {
         match self.span(at)? {
-            Span::Mapped { map, start, len } => {
+            (Target::Mapped { map, start }, len) => {
                 Ok(Bytes::from_owner(MappedSlice { map, start, len }))
             }
-            Span::Device {
-                memory,
-                offset,
-                len,
-            } => {
+            (Target::Device { memory, offset }, len) => {
                 let mut data = vec![0u8; len];
                 memory.read(offset, &mut data).map_err(|e| {
                     Error::internal(format!(
@@ -487,14 +469,7 @@ impl SharedMemory {
 
     /// Where an output goes, checked and held now, written after inference.
     pub fn output(&self, at: &RegionRef) -> Result<OutputRegion> {
-        let (target, len) = match self.span(at)? {
-            Span::Mapped { map, start, len } => (OutputTarget::Mapped { map, start }, len),
-            Span::Device {
-                memory,
-                offset,
-                len,
-            } => (OutputTarget::Device { memory, offset }, len),
-        };
+        let (target, len) = self.span(at)?;
         Ok(OutputRegion {
             region: at.region.clone(),
             target,

@@ -11,16 +11,15 @@ use std::path::Path;
 
 use bytes::Bytes;
 use common::{built, present, target, workspace};
-use ferrite_core::driver::DriverRegistry;
+use ferrite_core::driver::{DriverRegistry, FailedDriver};
 use ferrite_core::{DataType, InferenceRequest, ModelState, Server, ServerOptions, Tensor};
 
 fn cuda_built() -> bool {
     built() && present(&[target().join("libferrite_driver_cuda.so")])
 }
 
-/// Why the CUDA driver did not start here, or None when it did (a GPU machine).
-fn cuda_refusal() -> Option<String> {
-    let registry = DriverRegistry::discover(&target(), &Default::default()).unwrap();
+/// The CUDA driver's failure to start here, or None when it started (a GPU machine).
+fn cuda_failure(registry: &DriverRegistry) -> Option<&FailedDriver> {
     if registry.drivers().iter().any(|d| d.name == "cuda") {
         return None;
     }
@@ -29,7 +28,16 @@ fn cuda_refusal() -> Option<String> {
         .iter()
         .find(|f| f.path.ends_with("libferrite_driver_cuda.so"))
         .expect("the CUDA driver either loads or is listed as failed");
-    Some(failed.error.chain())
+    Some(failed)
+}
+
+fn drivers() -> DriverRegistry {
+    DriverRegistry::discover(&target(), &Default::default()).unwrap()
+}
+
+/// Why the CUDA driver did not start here, or None when it did.
+fn cuda_refusal() -> Option<String> {
+    cuda_failure(&drivers()).map(|f| f.error.chain())
 }
 
 /// Whether GPU tests run: a GPU and its runtime are here. Otherwise they skip saying why, or
@@ -56,16 +64,11 @@ fn without_a_gpu_the_driver_says_what_is_missing() {
     if !cuda_built() {
         return;
     }
-    let registry = DriverRegistry::discover(&target(), &Default::default()).unwrap();
-    if registry.drivers().iter().any(|d| d.name == "cuda") {
+    let registry = drivers();
+    let Some(failed) = cuda_failure(&registry) else {
         eprintln!("SKIPPED: this machine has a GPU; the GPU tests below cover it");
         return;
-    }
-    let failed = registry
-        .failed()
-        .iter()
-        .find(|f| f.path.ends_with("libferrite_driver_cuda.so"))
-        .unwrap();
+    };
     let why = failed.error.chain();
     // The driver loaded, read its table and refused in init: a missing device or runtime, a
     // warning rather than a broken driver.

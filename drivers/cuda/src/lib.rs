@@ -46,10 +46,8 @@ impl Driver for CudaDriver {
     type Instance = OnnxInstance;
 
     fn init(info: &DriverInfo) -> Result<Self> {
-        let devices = devices::probe()?;
-        runtime::check_driver_version(devices.driver_cuda_version)?;
         let library = runtime::library_path(info);
-        runtime::load_provider(&library)?;
+        let devices = runtime::ready(&library)?;
         let env = ferrite_onnx::init_runtime(&library)?;
         let offered = ort::ep::CUDA::is_available().map_err(|e| {
             Error::from_chain("failed to list ONNX Runtime's execution providers", &e)

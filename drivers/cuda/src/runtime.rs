@@ -91,6 +91,16 @@ fn open_global(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Everything the CUDA provider needs before ONNX Runtime is loaded from `library`: the NVIDIA
+/// driver and its GPUs, a CUDA version the provider was built for, and the provider's
+/// libraries. UNAVAILABLE naming the first thing missing.
+pub fn ready(library: &Path) -> Result<crate::devices::Devices> {
+    let devices = crate::devices::probe()?;
+    check_driver_version(devices.driver_cuda_version)?;
+    load_provider(library)?;
+    Ok(devices)
+}
+
 /// The NVIDIA driver must serve the CUDA version the provider was built for.
 pub fn check_driver_version((major, minor): (i32, i32)) -> Result<()> {
     if major < CUDA_MAJOR {

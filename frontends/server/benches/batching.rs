@@ -20,11 +20,7 @@ const LEVELS: [usize; 5] = [1, 4, 8, 16, 32];
 const BATCH: usize = 8;
 
 fn step() -> Duration {
-    let secs = std::env::var("FERRITE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
+    common::step(2.0)
 }
 
 struct Model {
@@ -113,22 +109,6 @@ fn repository(model: &Model, batching: bool) -> tempfile::TempDir {
     repo
 }
 
-async fn load(addr: &str, request: Arc<Vec<u8>>, concurrency: usize) -> (f64, Duration, Duration) {
-    let start = Instant::now();
-    let end = start + WARMUP + step();
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            tokio::spawn(common::http_worker(
-                addr.to_string(),
-                Arc::clone(&request),
-                start + WARMUP,
-                end,
-            ))
-        })
-        .collect();
-    common::summarize(tasks, start + WARMUP).await
-}
-
 fn main() {
     let lib = common::release_dir().join(ferrite_onnx::ORT_LIBRARY);
     let env = ferrite_onnx::init_runtime(&lib).expect("ONNX Runtime loads");
@@ -189,8 +169,13 @@ fn main() {
             let tensors: Vec<&[u8]> = inputs.iter().map(|_| tensor.as_slice()).collect();
             let request = Arc::new(common::binary_request(&addr, model.name, &header, &tensors));
             for concurrency in LEVELS {
-                let (rate, p50, p99) =
-                    runtime.block_on(load(&addr, Arc::clone(&request), concurrency));
+                let (rate, p50, p99) = runtime.block_on(common::http_load(
+                    &addr,
+                    Arc::clone(&request),
+                    concurrency,
+                    WARMUP,
+                    step(),
+                ));
                 println!(
                     "{:<8}  {concurrency:>11}  {rate:>7.0}  {:>8.0}  {:>9.0}   {:>5.1}%",
                     if batching { "on" } else { "off" },

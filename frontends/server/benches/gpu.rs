@@ -24,11 +24,7 @@ const MODEL: &str = "efficientnet_lite0_onnx";
 const DIMS: [i64; 3] = [3, 224, 224];
 
 fn step() -> Duration {
-    let secs = std::env::var("FERRITE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
+    common::step(2.0)
 }
 
 /// Images per second of ONNX Runtime's own `run` with the CUDA provider on GPU 0, at `batch`,
@@ -82,32 +78,12 @@ fn repository(batch: usize) -> tempfile::TempDir {
     repo
 }
 
-async fn load(addr: &str, request: Arc<Vec<u8>>) -> (f64, Duration, Duration) {
-    let start = Instant::now();
-    let end = start + WARMUP + step();
-    let tasks: Vec<_> = (0..CONCURRENCY)
-        .map(|_| {
-            tokio::spawn(common::http_worker(
-                addr.to_string(),
-                Arc::clone(&request),
-                start + WARMUP,
-                end,
-            ))
-        })
-        .collect();
-    common::summarize(tasks, start + WARMUP).await
-}
-
 fn main() {
     let dir = common::release_dir();
     let gpu_runtime = dir
         .join(ferrite_driver_cuda::runtime::RUNTIME_DIR)
         .join(ferrite_onnx::ORT_LIBRARY);
-    let ready = ferrite_driver_cuda::devices::probe().and_then(|devices| {
-        ferrite_driver_cuda::runtime::check_driver_version(devices.driver_cuda_version)?;
-        ferrite_driver_cuda::runtime::load_provider(&gpu_runtime)?;
-        Ok(devices)
-    });
+    let ready = ferrite_driver_cuda::runtime::ready(&gpu_runtime);
     let devices = match ready {
         Ok(devices) => devices,
         Err(e) => {
@@ -145,7 +121,13 @@ fn main() {
             image.len()
         );
         let request = Arc::new(common::binary_request(&addr, MODEL, &header, &[&image]));
-        let (rate, p50, p99) = runtime.block_on(load(&addr, request));
+        let (rate, p50, p99) = runtime.block_on(common::http_load(
+            &addr,
+            request,
+            CONCURRENCY,
+            WARMUP,
+            step(),
+        ));
         println!(
             "{batch:>5}   {raw:>18.0}   {rate:>12.0}  {:>8.0}  {:>9.0}   {:>8.1}%",
             p50.as_secs_f64() * 1e6,

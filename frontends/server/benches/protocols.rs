@@ -20,11 +20,7 @@ const WARMUP: Duration = Duration::from_millis(300);
 const LEVELS: [usize; 3] = [1, 4, 16];
 
 fn step() -> Duration {
-    let secs = std::env::var("FERRITE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(2.0);
-    Duration::from_secs_f64(secs)
+    common::step(2.0)
 }
 
 fn tensor_bytes() -> (Vec<u8>, Vec<u8>) {

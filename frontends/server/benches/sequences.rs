@@ -29,11 +29,7 @@ const SEQUENCES: usize = 64;
 const WARMUP: Duration = Duration::from_millis(300);
 
 fn step() -> Duration {
-    let secs = std::env::var("FERRITE_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .unwrap_or(3.0);
-    Duration::from_secs_f64(secs)
+    common::step(3.0)
 }
 
 /// N: the requests between START and END.

@@ -33,6 +33,39 @@ pub fn release_dir() -> PathBuf {
     dir
 }
 
+/// Each measured step's length: `FERRITE_BENCH_SECONDS`, else `default_secs`.
+pub fn step(default_secs: f64) -> Duration {
+    let secs = std::env::var("FERRITE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(default_secs);
+    Duration::from_secs_f64(secs)
+}
+
+/// `concurrency` HTTP workers sending `request` for `warmup` then `step`: requests per
+/// second, p50 and p99 over the step.
+pub async fn http_load(
+    addr: &str,
+    request: std::sync::Arc<Vec<u8>>,
+    concurrency: usize,
+    warmup: Duration,
+    step: Duration,
+) -> (f64, Duration, Duration) {
+    let start = Instant::now();
+    let end = start + warmup + step;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            tokio::spawn(http_worker(
+                addr.to_string(),
+                std::sync::Arc::clone(&request),
+                start + warmup,
+                end,
+            ))
+        })
+        .collect();
+    summarize(tasks, start + warmup).await
+}
+
 /// The p-th percentile (0..=100) of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
