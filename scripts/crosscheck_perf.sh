@@ -30,6 +30,10 @@
 #     --retries N                    times a failing step is measured again (2)
 #     --model NAME                   model in configs/models (default simple)
 #     --pa-only                      run only perf_analyzer (no ferrite-perf; exit 2)
+#     --server-cpus LIST             pin the server to these CPUs (taskset -c LIST, e.g. 0)
+#     --client-cpus LIST             pin both tools to these CPUs (e.g. 1): with the two
+#                                    apart, a tool's own CPU cost no longer takes the
+#                                    server's, and the concurrency steps measure the server
 #     --no-build                     use target/release as it is
 #
 # What it does:
@@ -92,6 +96,8 @@ ACCURACY=5
 MODEL=simple
 PA_ONLY=0
 BUILD=1
+SERVER_CPUS=""
+CLIENT_CPUS=""
 while [ $# -gt 0 ]; do
     case "$1" in
     --protocols) PROTOCOLS="$2"; shift 2 ;;
@@ -107,12 +113,20 @@ while [ $# -gt 0 ]; do
     --accuracy-tolerance) ACCURACY="$2"; shift 2 ;;
     --model) MODEL="$2"; shift 2 ;;
     --pa-only) PA_ONLY=1; shift ;;
+    --server-cpus) SERVER_CPUS="$2"; shift 2 ;;
+    --client-cpus) CLIENT_CPUS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
     esac
 done
 
+server_pin=() client_pin=()
+if [ -n "$SERVER_CPUS$CLIENT_CPUS" ]; then
+    command -v taskset >/dev/null || die "--server-cpus/--client-cpus need taskset (util-linux)"
+    [ -z "$SERVER_CPUS" ] || server_pin=(taskset -c "$SERVER_CPUS")
+    [ -z "$CLIENT_CPUS" ] || client_pin=(taskset -c "$CLIENT_CPUS")
+fi
 [ "$(uname -m)" = x86_64 ] || die "perf_analyzer from the tritonclient wheel is x86_64 only (this is $(uname -m))"
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY="$(command -v python3)" || die "need python3 (or scripts/setup.sh's .venv)"
@@ -238,8 +252,8 @@ stop_sweep() {
 trap 'stop_sweep; stop_server' EXIT
 trap 'exit 130' INT TERM
 
-say "starting $SERVER --model-repository configs/models --http-port 0 --grpc-port 0 (log: $SERVER_LOG)"
-"$SERVER" --model-repository configs/models --http-port 0 --grpc-port 0 --metrics-port 0 >"$SERVER_LOG" 2>&1 &
+say "starting ${server_pin[*]} $SERVER --model-repository configs/models --http-port 0 --grpc-port 0 (log: $SERVER_LOG)"
+"${server_pin[@]}" "$SERVER" --model-repository configs/models --http-port 0 --grpc-port 0 --metrics-port 0 >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 listen_addr() { # SERVICE -> HOST:PORT a client can dial
@@ -268,7 +282,7 @@ fp_args=()
 [ "$HAVE_FP" = 0 ] || fp_args=(--ferrite-perf "$FP")
 # In the background so that a signal reaches this script's trap at once (bash runs traps
 # only between commands; `wait` is interruptible).
-"$PY" scripts/crosscheck_perf.py \
+"${client_pin[@]}" "$PY" scripts/crosscheck_perf.py \
     --perf-analyzer "$PA" --pa-lib-dir "$PA_DIR" "${fp_args[@]}" \
     --http-url "$HTTP_URL" --grpc-url "$GRPC_URL" --server-pid "$SERVER_PID" \
     --model "$MODEL" --protocols "$PROTOCOLS" --concurrency "$CONCURRENCY" \
