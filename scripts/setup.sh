@@ -2,7 +2,8 @@
 # Prepares a checkout for building, running and testing Ferrite. Idempotent: run it as often
 # as you like; each step is skipped when it is already done.
 #
-#   scripts/setup.sh                  apt packages (only if missing), .venv, pip requirements,
+#   scripts/setup.sh                  apt packages (only if missing: python3-venv when needed,
+#                                     libclang-dev), .venv, pip requirements,
 #                                     example models and images
 #   scripts/setup.sh --copy-ort DIR   only copy ONNX Runtime's shared library from .venv into
 #                                     DIR (a cargo profile directory such as target/debug),
@@ -128,6 +129,9 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
     "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null ||
         die "$PYTHON still cannot make a virtual environment (python3-venv is for Debian's python3; set PYTHON=/usr/bin/python3?)"
 fi
+
+# bindgen (ferrite-neuron-sys's bindings test regenerates its bindings) reads C through libclang.
+apt_install libclang-dev
 
 # --- .venv ----------------------------------------------------------------------------------
 

@@ -374,9 +374,19 @@ fn detect_platform(model_dir: &Path, config: &mut ModelConfig) {
     } else {
         config.default_model_filename.clone()
     };
+    // A compiled Neuron model (not a Triton platform: Triton runs NEFFs through its Python
+    // backend; Ferrite has a driver for them).
+    let neff = if config.default_model_filename.is_empty() {
+        "model.neff"
+    } else {
+        file.as_str()
+    };
     if file.ends_with(".onnx") && has(&file) {
         config.platform = "onnxruntime_onnx".into();
         config.backend = "onnxruntime".into();
+    } else if neff.ends_with(".neff") && has(neff) {
+        config.platform = "neuron_neff".into();
+        config.backend = "neuron".into();
     }
 }
 

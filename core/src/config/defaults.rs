@@ -18,6 +18,7 @@ pub fn default_model_filename(config: &ModelConfig) -> &'static str {
         ("pytorch_libtorch", _) | (_, "pytorch") => "model.pt",
         (_, "python") => "model.py",
         (_, "openvino") => "model.xml",
+        ("neuron_neff", _) | (_, "neuron") => "model.neff",
         _ => "",
     }
 }
@@ -28,6 +29,8 @@ pub fn normalize(config: &mut ModelConfig, gpu_available: bool) {
     match (config.platform.as_str(), config.backend.as_str()) {
         ("onnxruntime_onnx", "") => config.backend = "onnxruntime".into(),
         ("", "onnxruntime") => config.platform = "onnxruntime_onnx".into(),
+        ("neuron_neff", "") => config.backend = "neuron".into(),
+        ("", "neuron") => config.platform = "neuron_neff".into(),
         _ => {}
     }
     if config.version_policy.is_none() {
@@ -74,7 +77,11 @@ pub fn normalize(config: &mut ModelConfig, gpu_available: bool) {
             group.name = format!("{model_name}_{i}");
         }
         if group.kind == InstanceKind::Auto as i32 {
-            group.kind = if gpu_available {
+            // A NEFF runs on NeuronCores, which Triton's Inferentia flow configures as
+            // KIND_MODEL (the model places itself); elsewhere AUTO means a GPU if any.
+            group.kind = if backend == "neuron" {
+                InstanceKind::Model as i32
+            } else if gpu_available {
                 InstanceKind::Gpu as i32
             } else {
                 InstanceKind::Cpu as i32
