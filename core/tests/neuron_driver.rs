@@ -290,6 +290,23 @@ async fn a_neff_compiled_for_four_gets_full_shards_and_a_padded_last_one() {
     assert_eq!(cores, vec![0, 0, 0, 0, 1, 1, 1, 1, 2, 2]);
     let (exec, _, _) = take_counters(lib);
     assert_eq!(exec, vec![1, 1, 1, 0]);
+    let padding = ferrite_core::custom_metrics::snapshot()
+        .into_iter()
+        .find(|f| f.name == "ferrite_neuron_core_padding_samples_total")
+        .unwrap();
+    let on_core = |core: &str| {
+        let labels = vec![
+            ("core".to_string(), core.to_string()),
+            ("model".to_string(), "by_four".to_string()),
+            ("version".to_string(), "1".to_string()),
+        ];
+        padding.samples.get(&labels).copied()
+    };
+    // The last shard (2 samples, on core 2) was padded by 2.
+    assert_eq!(
+        (on_core("0"), on_core("1"), on_core("2")),
+        (Some(0.0), Some(0.0), Some(2.0))
+    );
     // The next batch starts where this one stopped (core 3), so small batches spread.
     let (_, cores) = run(&server, "by_four", &[1.0, 2.0]).await.unwrap();
     assert_eq!(cores, vec![3, 3]);

@@ -107,6 +107,14 @@ def test_a_batch_is_split_across_the_cores_over_http_and_grpc(ferrite, tmp_path,
         assert meta["platform"] == "neuron_neff", meta
     finally:
         h.close()
+    # Per-core statistics on the metrics port: the 7 samples as 2, 2, 2 and 1 (+1 padding).
+    metrics = u.request(srv.metrics_hostport, "GET", "/metrics").body.decode()
+    assert "# TYPE ferrite_neuron_core_samples_total counter" in metrics, metrics
+    for core, samples, padding in [(0, 2, 0), (1, 2, 0), (2, 2, 0), (3, 1, 1)]:
+        labels = f'{{core="{core}",model="split",version="1"}}'
+        assert f"ferrite_neuron_core_samples_total{labels} {samples}\n" in metrics, metrics
+        assert f"ferrite_neuron_core_padding_samples_total{labels} {padding}\n" in metrics, metrics
+        assert f"ferrite_neuron_core_executions_total{labels} 1\n" in metrics, metrics
 
     with grpcclient.InferenceServerClient(srv.grpc_hostport) as g:
         inp = grpcclient.InferInput("INPUT__0", [3, 2], "FP32")

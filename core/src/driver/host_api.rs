@@ -352,6 +352,59 @@ unsafe extern "C" fn now_ns() -> u64 {
     clock::now_ns()
 }
 
+unsafe extern "C" fn metric(
+    name: abi::Str,
+    help: abi::Str,
+    kind: u32,
+    labels_json: abi::Str,
+    value: f64,
+) -> *mut abi::Error {
+    // SAFETY: the driver passes strings valid for the call.
+    let (name, help, labels_json) = unsafe {
+        (
+            name.to_str_lossy().into_owned(),
+            help.to_str_lossy().into_owned(),
+            labels_json.as_bytes().to_vec(),
+        )
+    };
+    let kind = match kind {
+        abi::METRIC_COUNTER => crate::custom_metrics::MetricKind::Counter,
+        abi::METRIC_GAUGE => crate::custom_metrics::MetricKind::Gauge,
+        other => {
+            return error_into_abi(Error::invalid_arg(format!(
+                "metric '{name}': kind {other} is neither METRIC_COUNTER nor METRIC_GAUGE"
+            )));
+        }
+    };
+    let labels = if labels_json.is_empty() {
+        Vec::new()
+    } else {
+        match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&labels_json) {
+            Ok(map) => {
+                let mut labels = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let Some(v) = v.as_str() else {
+                        return error_into_abi(Error::invalid_arg(format!(
+                            "metric '{name}': label '{k}' is not a string"
+                        )));
+                    };
+                    labels.push((k, v.to_string()));
+                }
+                labels
+            }
+            Err(e) => {
+                return error_into_abi(Error::invalid_arg(format!(
+                    "metric '{name}': the labels are not a JSON object of strings: {e}"
+                )));
+            }
+        }
+    };
+    match crate::custom_metrics::record(&name, &help, kind, &labels, value) {
+        Ok(()) => std::ptr::null_mut(),
+        Err(e) => error_into_abi(e),
+    }
+}
+
 /// The table every driver receives.
 pub static HOST_API: abi::HostApi = abi::HostApi {
     size: std::mem::size_of::<abi::HostApi>(),
@@ -370,4 +423,5 @@ pub static HOST_API: abi::HostApi = abi::HostApi {
     now_ns,
     request_complete,
     request_cancelled,
+    metric,
 };

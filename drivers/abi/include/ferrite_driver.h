@@ -38,8 +38,10 @@
    and [`DriverApi::memory_close`]: device memory another process shares with the server
    (CUDA shared memory: a `cudaIpcMemHandle_t`), opened and copied by the driver that owns
    the device.
+ - 1.3: [`HostApi::metric`]: a driver's own metrics on the server's Prometheus endpoint
+   (Triton's custom metrics).
  */
-#define FERRITE_ABI_MINOR 2
+#define FERRITE_ABI_MINOR 3
 
 /*
  Flag for [`HostApi::response_send`] and [`HostApi::request_complete`]: this is the
@@ -66,6 +68,16 @@
 #define FERRITE_LOG_INFO 2
 
 #define FERRITE_LOG_VERBOSE 3
+
+/*
+ [`HostApi::metric`]: a value that only grows (added to).
+ */
+#define METRIC_COUNTER 0
+
+/*
+ [`HostApi::metric`]: a value that is set.
+ */
+#define METRIC_GAUGE 1
 
 /*
  Triton's eight error codes (`TRITONSERVER_Error_Code`, same order).
@@ -489,6 +501,15 @@ typedef struct FerriteHostApi {
    stream, above all) checks it and ends the request early.
    */
   uint32_t (*request_cancelled)(struct FerriteRequestHandle *request);
+  /*
+   Since 1.3. Records one of the driver's own metrics for the server's Prometheus endpoint
+   (Triton's custom metrics): family `name` (`[a-zA-Z_:][a-zA-Z0-9_:]*`) with `help` text,
+   of `kind` [`METRIC_COUNTER`] (`value`, at least 0, is added) or [`METRIC_GAUGE`]
+   (`value` is set), for the label set `labels_json` (a JSON object of strings; empty for
+   none). Returns an error for a bad name, label or value, or a family recorded before
+   with another kind or help.
+   */
+  struct FerriteError *(*metric)(struct FerriteStr name, struct FerriteStr help, uint32_t kind, struct FerriteStr labels_json, double value);
 } FerriteHostApi;
 
 /*

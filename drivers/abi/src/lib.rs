@@ -35,7 +35,9 @@ pub const ABI_MAJOR: u32 = 1;
 ///   and [`DriverApi::memory_close`]: device memory another process shares with the server
 ///   (CUDA shared memory: a `cudaIpcMemHandle_t`), opened and copied by the driver that owns
 ///   the device.
-pub const ABI_MINOR: u32 = 2;
+/// - 1.3: [`HostApi::metric`]: a driver's own metrics on the server's Prometheus endpoint
+///   (Triton's custom metrics).
+pub const ABI_MINOR: u32 = 3;
 /// The one symbol a driver exports (NUL-terminated for `dlsym`).
 pub const DRIVER_ENTRY_SYMBOL: &[u8] = b"ferrite_driver_entry\0";
 /// [`DRIVER_ENTRY_SYMBOL`] without its NUL, for messages.
@@ -296,12 +298,32 @@ pub struct HostApi {
     /// went away or cancelled it): a driver that takes long over one request (a decoupled
     /// stream, above all) checks it and ends the request early.
     pub request_cancelled: unsafe extern "C" fn(request: *mut RequestHandle) -> u32,
+    /// Since 1.3. Records one of the driver's own metrics for the server's Prometheus endpoint
+    /// (Triton's custom metrics): family `name` (`[a-zA-Z_:][a-zA-Z0-9_:]*`) with `help` text,
+    /// of `kind` [`METRIC_COUNTER`] (`value`, at least 0, is added) or [`METRIC_GAUGE`]
+    /// (`value` is set), for the label set `labels_json` (a JSON object of strings; empty for
+    /// none). Returns an error for a bad name, label or value, or a family recorded before
+    /// with another kind or help.
+    pub metric: unsafe extern "C" fn(
+        name: Str,
+        help: Str,
+        kind: u32,
+        labels_json: Str,
+        value: f64,
+    ) -> *mut Error,
 }
+
+/// [`HostApi::metric`]: a value that only grows (added to).
+pub const METRIC_COUNTER: u32 = 0;
+/// [`HostApi::metric`]: a value that is set.
+pub const METRIC_GAUGE: u32 = 1;
 
 /// The size of the ABI 1.0 host table. A driver built for a later minor that wants to run on
 /// older hosts too checks [`HostApi::size`] against the offset of each newer field before
 /// calling it.
 pub const HOST_API_SIZE_1_0: usize = std::mem::offset_of!(HostApi, request_complete);
+/// The size of the ABI 1.2 host table (1.1 and 1.2 added nothing after `request_cancelled`).
+pub const HOST_API_SIZE_1_2: usize = std::mem::offset_of!(HostApi, metric);
 
 /// `driver_init`: makes the driver's global state.
 pub type DriverInitFn =

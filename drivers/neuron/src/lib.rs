@@ -9,8 +9,9 @@
 //! the NEFF was compiled for ([`split`]; the last shard padded), runs the shards on their cores
 //! at the same time and puts the outputs back together in order. Inputs and outputs are
 //! matched to the NEFF's tensors by name, or by Triton's `<name>__<index>` ([`binding`]).
-//! Each core counts its runs, samples, padding and busy time; the counts are logged when the
-//! instance is unloaded.
+//! Each core counts its runs, samples, padding and busy time, on the Prometheus endpoint
+//! (`ferrite_neuron_core_*`, labels model, version and core; see [`CORE_METRICS`]) and in the
+//! log when the instance is unloaded.
 //!
 //! Without the runtime library (or when it will not initialise) the driver refuses to start
 //! with UNAVAILABLE and the reason; the server goes on, and a Neuron model is UNAVAILABLE
@@ -27,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use ferrite_driver_sdk::{
     Batch, DataType, Descriptor, Driver, DriverInfo, Error, InstanceInfo, LogLevel, ModelLoad,
-    Response, Result, abi, config, export_driver, log,
+    Response, Result, abi, config, counter_add, export_driver, log,
 };
 
 use binding::Binding;
@@ -76,6 +77,7 @@ fn describe_devices(devices: &[PathBuf]) -> String {
 /// A loaded model version: the NEFF's bytes and what the configuration says of it.
 pub struct NeuronModel {
     name: String,
+    version: i64,
     file: PathBuf,
     neff: Vec<u8>,
     inputs: Vec<config::Io>,
@@ -111,6 +113,7 @@ struct CoreSlot {
 pub struct NeuronInstance {
     name: String,
     model: String,
+    version: String,
     slots: Vec<CoreSlot>,
     binding: Binding,
     /// The core the next batch's first shard goes to (spreads small batches over the cores).
@@ -218,7 +221,14 @@ impl CoreSlot {
     }
 
     /// Runs this core's shards: `jobs` are (shard, that shard's slice of each output).
-    fn run(&mut self, binding: &Binding, inputs: &[&[u8]], jobs: Vec<Job<'_>>) -> Result<()> {
+    /// Returns the work done.
+    fn run(
+        &mut self,
+        binding: &Binding,
+        inputs: &[&[u8]],
+        jobs: Vec<Job<'_>>,
+    ) -> Result<CoreStats> {
+        let mut done = CoreStats::default();
         for (shard, mut outs) in jobs {
             let padding = shard.padding(binding.compiled);
             for ((b, tensor), data) in binding.inputs.iter().zip(&mut self.inputs).zip(inputs) {
@@ -230,19 +240,66 @@ impl CoreSlot {
             }
             let started = Instant::now();
             self.neff.execute(&self.in_set, &mut self.out_set)?;
-            self.stats.busy += started.elapsed();
-            self.stats.runs += 1;
-            self.stats.samples += shard.len as u64;
-            self.stats.padding += padding as u64;
+            done.busy += started.elapsed();
+            done.runs += 1;
+            done.samples += shard.len as u64;
+            done.padding += padding as u64;
             for (tensor, out) in self.outputs.iter().zip(outs.iter_mut()) {
                 tensor.read(0, out)?;
             }
         }
-        Ok(())
+        Ok(done)
     }
 }
 
+/// The per-core metric families: (name, help).
+pub const CORE_METRICS: [(&str, &str); 4] = [
+    (
+        "ferrite_neuron_core_executions_total",
+        "Executions of a model's NEFF on a NeuronCore",
+    ),
+    (
+        "ferrite_neuron_core_samples_total",
+        "Samples a NeuronCore ran for a model, padding not counted",
+    ),
+    (
+        "ferrite_neuron_core_padding_samples_total",
+        "Samples of padding a NeuronCore ran to fill a model's last shard of a batch",
+    ),
+    (
+        "ferrite_neuron_core_busy_us_total",
+        "Microseconds a NeuronCore spent executing a model",
+    ),
+];
+
 impl NeuronInstance {
+    /// Adds one run's work on slot `i` to its statistics and to the per-core metrics
+    /// (`CORE_METRICS`, labels model, version and core) of the Prometheus endpoint.
+    fn account(&mut self, i: usize, done: CoreStats) {
+        let slot = &mut self.slots[i];
+        slot.stats.runs += done.runs;
+        slot.stats.samples += done.samples;
+        slot.stats.padding += done.padding;
+        slot.stats.busy += done.busy;
+        let core = slot.neff.core.to_string();
+        let labels = [
+            ("model", self.model.as_str()),
+            ("version", self.version.as_str()),
+            ("core", core.as_str()),
+        ];
+        let values = [
+            done.runs as f64,
+            done.samples as f64,
+            done.padding as f64,
+            done.busy.as_micros() as f64,
+        ];
+        for ((name, help), value) in CORE_METRICS.iter().zip(values) {
+            if let Err(e) = counter_add(name, help, &labels, value) {
+                log(LogLevel::Verbose, &format!("metric {name}: {e}"));
+            }
+        }
+    }
+
     /// Runs `samples` samples (each input holds `samples * sample_bytes` bytes) across the
     /// instance's cores and returns each output's bytes, in sample order.
     fn run(&mut self, inputs: &[&[u8]], samples: usize) -> Result<Vec<Vec<u8>>> {
@@ -271,12 +328,13 @@ impl NeuronInstance {
             jobs[shard.core].push((*shard, slices));
         }
         let busy = jobs.iter().filter(|j| !j.is_empty()).count();
-        let results: Vec<Result<()>> = if busy <= 1 {
+        let results: Vec<(usize, Result<CoreStats>)> = if busy <= 1 {
             self.slots
                 .iter_mut()
                 .zip(jobs)
-                .filter(|(_, j)| !j.is_empty())
-                .map(|(slot, j)| slot.run(binding, inputs, j))
+                .enumerate()
+                .filter(|(_, (_, j))| !j.is_empty())
+                .map(|(i, (slot, j))| (i, slot.run(binding, inputs, j)))
                 .collect()
         } else {
             std::thread::scope(|scope| {
@@ -284,21 +342,32 @@ impl NeuronInstance {
                     .slots
                     .iter_mut()
                     .zip(jobs)
-                    .filter(|(_, j)| !j.is_empty())
-                    .map(|(slot, j)| scope.spawn(move || slot.run(binding, inputs, j)))
+                    .enumerate()
+                    .filter(|(_, (_, j))| !j.is_empty())
+                    .map(|(i, (slot, j))| (i, scope.spawn(move || slot.run(binding, inputs, j))))
                     .collect();
                 handles
                     .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
+                    .map(|(i, h)| {
+                        let done = h.join().unwrap_or_else(|_| {
                             Err(Error::internal("a NeuronCore's thread panicked"))
-                        })
+                        });
+                        (i, done)
                     })
                     .collect()
             })
         };
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-        Ok(outputs)
+        let mut failure = None;
+        for (i, result) in results {
+            match result {
+                Ok(done) => self.account(i, done),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(outputs),
+        }
     }
 }
 
@@ -356,6 +425,7 @@ impl Driver for NeuronDriver {
             .map_err(|e| Error::invalid_arg(format!("model '{}': {e}", load.name())))?;
         Ok(NeuronModel {
             name: load.name().to_string(),
+            version: load.version(),
             file,
             neff,
             inputs: config::ios(cfg, "input"),
@@ -431,6 +501,7 @@ impl Driver for NeuronDriver {
         Ok(NeuronInstance {
             name: info.name.clone(),
             model: model.name.clone(),
+            version: model.version.to_string(),
             slots,
             binding,
             next_core: 0,

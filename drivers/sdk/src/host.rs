@@ -67,3 +67,46 @@ pub(crate) fn check(err: *mut abi::Error) -> Result<(), Error> {
         Err(Error::new(code, message))
     }
 }
+
+/// Adds `value` (at least 0) to the driver's counter `name` for `labels`, on the server's
+/// Prometheus endpoint (Triton's custom metrics). `help` describes the family; every call for
+/// one family must give the same help and kind.
+pub fn counter_add(
+    name: &str,
+    help: &str,
+    labels: &[(&str, &str)],
+    value: f64,
+) -> Result<(), Error> {
+    metric(name, help, abi::METRIC_COUNTER, labels, value)
+}
+
+/// Sets the driver's gauge `name` for `labels` to `value` (see [`counter_add`]).
+pub fn gauge_set(name: &str, help: &str, labels: &[(&str, &str)], value: f64) -> Result<(), Error> {
+    metric(name, help, abi::METRIC_GAUGE, labels, value)
+}
+
+fn metric(
+    name: &str,
+    help: &str,
+    kind: u32,
+    labels: &[(&str, &str)],
+    value: f64,
+) -> Result<(), Error> {
+    let labels: serde_json::Map<String, serde_json::Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+        .collect();
+    let labels = serde_json::Value::Object(labels).to_string();
+    // SAFETY: the host's functions are valid for the process (its table is at least as new as
+    // this SDK's, checked at entry); the strings outlive the call.
+    let err = unsafe {
+        (get().metric)(
+            abi::Str::new(name),
+            abi::Str::new(help),
+            kind,
+            abi::Str::new(&labels),
+            value,
+        )
+    };
+    check(err)
+}

@@ -54,7 +54,7 @@ pub use export::Descriptor;
 pub use ferrite_driver_abi as abi;
 pub use ferrite_driver_abi::bytes_layout;
 pub use ferrite_driver_abi::{DataType, ErrorCode};
-pub use host::{LogLevel, log};
+pub use host::{LogLevel, counter_add, gauge_set, log};
 pub use info::{DriverInfo, InstanceInfo, InstanceKind, ModelLoad};
 
 /// A device driver. One value of the implementing type is made per process by [`Driver::init`];

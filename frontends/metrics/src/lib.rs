@@ -66,7 +66,7 @@ impl Default for MetricsOptions {
 }
 
 /// The text of one scrape: every loaded model version's statistics and pending requests,
-/// then `gpus`, then `cpu` when given.
+/// then `gpus`, then `cpu` when given, then the families drivers record themselves.
 pub fn scrape(
     server: &ferrite_core::Server,
     gpus: &[GpuSample],
@@ -80,7 +80,9 @@ pub fn scrape(
             pending: m.pending(),
         })
         .collect();
-    render(&models, gpus, cpu)
+    let mut text = render(&models, gpus, cpu);
+    render::render_custom(&mut text, &ferrite_core::custom_metrics::snapshot());
+    text
 }
 
 /// Serves `GET /metrics` on `listener` until `shutdown` completes; then stops accepting,

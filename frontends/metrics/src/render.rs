@@ -304,6 +304,35 @@ fn render_gpus(out: &mut String, gpus: &[GpuSample]) {
     }
 }
 
+/// Appends the drivers' own families (`HostApi::metric`, Triton's custom metrics), after
+/// Ferrite's.
+pub fn render_custom(out: &mut String, families: &[ferrite_core::custom_metrics::Family]) {
+    for family in families {
+        // HELP text escapes backslash and newline (the exposition format).
+        let help = family.help.replace('\\', "\\\\").replace('\n', "\\n");
+        header(out, &family.name, &help, family.kind.as_str());
+        for (labels, value) in &family.samples {
+            out.push_str(&family.name);
+            if !labels.is_empty() {
+                out.push('{');
+                for (i, (name, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(name);
+                    out.push_str("=\"");
+                    escape_into(out, v);
+                    out.push('"');
+                }
+                out.push('}');
+            }
+            out.push(' ');
+            push_f64(out, *value);
+            out.push('\n');
+        }
+    }
+}
+
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
     out.push_str("# HELP ");
     out.push_str(name);
@@ -602,6 +631,45 @@ nv_inference_batch_size_histogram_sum{model="m",version="2"} 3
 nv_inference_batch_size_histogram_count{model="m",version="2"} 1
 "#;
         assert_eq!(tail, expected);
+    }
+
+    #[test]
+    fn driver_families_render_as_prometheus_text() {
+        use ferrite_core::custom_metrics::{Family, MetricKind};
+        let mut samples = std::collections::BTreeMap::new();
+        let labels = |core: &str| {
+            vec![
+                ("core".to_string(), core.to_string()),
+                ("model".to_string(), "m\"1".to_string()),
+            ]
+        };
+        samples.insert(labels("0"), 4.0);
+        samples.insert(labels("1"), 2.5);
+        let mut gauge = std::collections::BTreeMap::new();
+        gauge.insert(Vec::new(), 7.0);
+        let families = [
+            Family {
+                name: "x_total".into(),
+                help: "Runs\nper core".into(),
+                kind: MetricKind::Counter,
+                samples,
+            },
+            Family {
+                name: "y".into(),
+                help: "A gauge".into(),
+                kind: MetricKind::Gauge,
+                samples: gauge,
+            },
+        ];
+        let mut out = String::new();
+        render_custom(&mut out, &families);
+        assert_eq!(
+            out,
+            "# HELP x_total Runs\\nper core\n# TYPE x_total counter\n\
+             x_total{core=\"0\",model=\"m\\\"1\"} 4\n\
+             x_total{core=\"1\",model=\"m\\\"1\"} 2.5\n\
+             # HELP y A gauge\n# TYPE y gauge\ny 7\n"
+        );
     }
 
     #[test]
