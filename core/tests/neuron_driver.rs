@@ -457,6 +457,12 @@ async fn bad_models_are_unavailable_with_the_reason_and_the_rest_serve() {
     std::fs::write(p.join("not_a_neff/1/model.neff"), b"\x7fELF garbage").unwrap();
     model(p, "no_file", &neff_for(1, ""), &batching_config(4, ""));
     std::fs::remove_file(p.join("no_file/1/model.neff")).unwrap();
+    let partial = batching_config(4, "").replace(
+        ",\n  { name: \"CORE__1\" data_type: TYPE_INT32 dims: [ 1 ] }",
+        "",
+    );
+    assert!(!partial.contains("CORE__1"), "{partial}");
+    model(p, "partial", &neff_for(1, ""), &partial);
     model(
         p,
         "too_many",
@@ -487,6 +493,23 @@ async fn bad_models_are_unavailable_with_the_reason_and_the_rest_serve() {
     assert_eq!(reason(&server, "good").0, Some(ModelState::Ready));
     let (out, _) = run(&server, "good", &[1.0]).await.unwrap();
     assert_eq!(out, vec![3.0]);
+    // A NEFF output the configuration leaves out is computed into memory of its own and not
+    // returned.
+    let response = server
+        .infer_one(InferenceRequest {
+            model_name: "partial".into(),
+            inputs: vec![Tensor::new(
+                "INPUT__0",
+                DataType::Fp32,
+                vec![2, 1],
+                floats(&[1.0, 2.0]),
+            )],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.outputs.len(), 1);
+    assert_eq!(f32s(&response.outputs[0]), vec![3.0, 5.0]);
 }
 
 #[tokio::test]

@@ -180,10 +180,14 @@ impl CoreSlot {
             .iter()
             .map(|b| alloc(&b.neff_name))
             .collect::<Result<Vec<_>>>()?;
-        let unread = binding
+        // NEFF outputs the configuration does not name still need memory to be written to.
+        let unread_infos: Vec<_> = binding
             .neff
             .iter()
             .filter(|t| !t.input && !binding.outputs.iter().any(|b| b.neff_name == t.name))
+            .collect();
+        let unread = unread_infos
+            .iter()
             .map(|t| alloc(&t.name))
             .collect::<Result<Vec<_>>>()?;
         let mut in_set = TensorSet::new(rt)?;
@@ -194,12 +198,7 @@ impl CoreSlot {
         for (b, t) in binding.outputs.iter().zip(&outputs) {
             out_set.add(&b.neff_name, t)?;
         }
-        for (t, info) in unread.iter().zip(
-            binding
-                .neff
-                .iter()
-                .filter(|t| !t.input && !binding.outputs.iter().any(|b| b.neff_name == t.name)),
-        ) {
+        for (info, t) in unread_infos.iter().zip(&unread) {
             out_set.add(&info.name, t)?;
         }
         let largest = binding
@@ -524,7 +523,20 @@ impl Driver for NeuronDriver {
                     .binding
                     .inputs
                     .iter()
-                    .map(|b| request.input(&b.name).map(|t| t.data))
+                    .map(|b| {
+                        let data = request.input(&b.name)?.data;
+                        if data.len() != b.sample_bytes {
+                            return Err(Error::invalid_arg(format!(
+                                "input '{}' holds {} bytes; the model takes {} ({} {:?})",
+                                b.name,
+                                data.len(),
+                                b.sample_bytes,
+                                b.datatype.config_name(),
+                                b.dims
+                            )));
+                        }
+                        Ok(data)
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 batch.mark_infer_start();
                 let outputs = instance.run(&inputs, 1)?;

@@ -145,8 +145,8 @@ pub struct LoadedNeff {
     pub core: u32,
 }
 
-// SAFETY: a loaded model may be executed from any thread (one execution at a time is what
-// the driver does per core; the runtime serialises per core anyway).
+// SAFETY: the runtime's handles are plain pointers it lets any thread use; the driver runs
+// each loaded NEFF from one thread at a time (its core's).
 unsafe impl Send for LoadedNeff {}
 unsafe impl Sync for LoadedNeff {}
 
