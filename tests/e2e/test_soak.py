@@ -10,7 +10,10 @@ both.
 What must hold afterwards:
 - the server's RSS (/proc/<pid>/status VmRSS; the lowest of ten readings over a second, so
   that buffers in flight at one instant do not count) after the last cycle is within 10% of
-  its RSS after the first cycle (sampled every 50 cycles too; the series is printed);
+  its RSS after the first cycle (sampled every 50 cycles too; the series is printed), or,
+  where the allocator still holds memory for the background traffic (seen on a busy 2-core
+  machine: +17-22% at cycle 300 with the idle RSS back within 1-3%), its RSS once the
+  traffic has stopped is: leaked memory would still be allocated then;
 - the model threads (every thread but the I/O runtime's `ferrite-io` ones: instance, batcher,
   load and ONNX Runtime threads) after the last cycle are exactly those after the first cycle,
   name by name;
@@ -315,6 +318,10 @@ def test_load_unload_cycles_keep_rss_and_threads_flat(ferrite, monkeypatch, tmp_
         f"{dict(thread_names(pid))}")
     unloads = len(re.findall(r"successfully unloaded '(?:simple|efficientnet_lite0_onnx)'", srv.log()))
     assert unloads == 2 * CYCLES, f"{unloads} 'successfully unloaded' lines for {2 * CYCLES} unloads"
-    assert last["rss_mib"] <= RSS_LIMIT * first["rss_mib"], (
+    # A leak keeps its memory once the traffic stops; what the allocator holds for the
+    # background requests in flight does not. So the RSS under traffic after the last cycle
+    # must be within the limit, or else, once the traffic has stopped, the idle RSS.
+    assert min(last["rss_mib"], idle_rss) <= RSS_LIMIT * first["rss_mib"], (
         f"RSS grew {100 * growth:.1f}% from cycle 1 ({first['rss_mib']} MiB) to cycle {CYCLES} "
-        f"({last['rss_mib']} MiB), limit {100 * (RSS_LIMIT - 1):.0f}% (malloc {MALLOC}); figures in {out}")
+        f"({last['rss_mib']} MiB) and stayed at {idle_rss} MiB after the traffic, limit "
+        f"{100 * (RSS_LIMIT - 1):.0f}% (malloc {MALLOC}); figures in {out}")
