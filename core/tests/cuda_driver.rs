@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use bytes::Bytes;
-use common::{built, present, target, workspace};
+use common::{built, f32s, present, target, workspace};
 use ferrite_core::driver::{DriverRegistry, FailedDriver};
 use ferrite_core::{DataType, InferenceRequest, ModelState, Server, ServerOptions, Tensor};
 
@@ -178,13 +178,6 @@ fn floats(n: usize, seed: u32) -> Vec<f32> {
             x ^= x << 5;
             (x as f32 / u32::MAX as f32) * 2.0 - 1.0
         })
-        .collect()
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
 

@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 
 use bytes::Bytes;
-use common::{target, workspace};
+use common::{f32s, target, workspace};
 use ferrite_core::{DataType, ErrorCode, InferenceRequest, Server, ServerOptions, Tensor};
 
 /// Token ids of the test sentences, made with the Python `tokenizers` package (0.23.3) from
@@ -101,13 +101,6 @@ fn int64s(t: &Tensor) -> Vec<i64> {
     t.data
         .chunks_exact(8)
         .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect()
-}
-
-fn f32s(t: &Tensor) -> Vec<f32> {
-    t.data
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
 

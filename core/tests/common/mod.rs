@@ -54,3 +54,12 @@ pub fn present(files: &[PathBuf]) -> bool {
     );
     false
 }
+
+/// A tensor's data as little-endian f32 values.
+#[allow(dead_code)] // not every test binary reads float outputs
+pub fn f32s(t: &ferrite_core::Tensor) -> Vec<f32> {
+    t.data
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}

@@ -121,11 +121,6 @@ pub struct NeuronInstance {
 }
 
 impl NeuronInstance {
-    /// Each core's statistics, by visible-core index.
-    pub fn core_stats(&self) -> Vec<(u32, CoreStats)> {
-        self.slots.iter().map(|s| (s.neff.core, s.stats)).collect()
-    }
-
     fn stats_line(&self) -> String {
         let parts: Vec<String> = self
             .slots

@@ -46,19 +46,19 @@ pub fn plan(batch: usize, cores: usize, compiled: usize, first: usize) -> Vec<Sh
         .collect()
 }
 
-/// The shards of `plan` for each core, in order: `result[c]` lists the indices (into `plan`)
-/// of the shards core `c` runs.
-pub fn by_core(plan: &[Shard], cores: usize) -> Vec<Vec<usize>> {
-    let mut per_core = vec![Vec::new(); cores];
-    for (i, shard) in plan.iter().enumerate() {
-        per_core[shard.core].push(i);
-    }
-    per_core
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shards of `plan` for each core, in order: `result[c]` lists the indices (into
+    /// `plan`) of the shards core `c` runs.
+    fn by_core(plan: &[Shard], cores: usize) -> Vec<Vec<usize>> {
+        let mut per_core = vec![Vec::new(); cores];
+        for (i, shard) in plan.iter().enumerate() {
+            per_core[shard.core].push(i);
+        }
+        per_core
+    }
 
     fn shards(batch: usize, cores: usize, compiled: usize) -> Vec<(usize, usize, usize)> {
         plan(batch, cores, compiled, 0)
