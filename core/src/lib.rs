@@ -17,6 +17,7 @@ pub mod ordering;
 pub mod postprocess;
 pub mod repository;
 pub mod request;
+pub mod reshape;
 pub mod sequence;
 pub mod server;
 pub mod shm;

@@ -293,6 +293,10 @@ impl Shared {
             outputs.push(OutputSpec {
                 name: o.name.clone(),
                 labels,
+                reshape: o
+                    .reshape
+                    .as_ref()
+                    .map(|r| (r.shape.clone(), o.dims.clone())),
             });
         }
         Ok(Shared {
@@ -318,7 +322,11 @@ fn normalize_and_validate(
     gpu_available: bool,
 ) -> Result<()> {
     config::normalize(config, gpu_available);
-    let issues = config::validate(config);
+    refuse_issues(dir, config::validate(config))
+}
+
+/// A configuration's issues as one error that lists every one (none: Ok).
+fn refuse_issues(dir: &ModelDir, issues: Vec<config::ConfigIssue>) -> Result<()> {
     if issues.is_empty() {
         return Ok(());
     }
@@ -440,6 +448,7 @@ impl LoadedModel {
             .fold(0, |kinds, g| kinds | instance_kind(g.kind));
         let driver = drivers.find(&probe.backend, &probe.platform, kinds)?;
 
+        refuse_issues(dir, config::reshape_issues(&config))?;
         let version_path = dir.path.join(version.to_string());
         let (driver_model, new_config) = driver.load_model(&ModelLoadRequest {
             name: &dir.name,

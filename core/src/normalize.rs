@@ -162,7 +162,41 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
             }
         }
     }
+    if config.input.iter().any(|i| i.reshape.is_some()) {
+        reshape_inputs(config, req)?;
+    }
     Ok(batch_size.map_or(1, |b| b as u64))
+}
+
+/// The model sees each input with a `reshape` in that shape (the batch dimension kept), as
+/// Triton's request normalization does. The shapes were checked against `dims` above.
+fn reshape_inputs(config: &ModelConfig, req: &mut InferenceRequest) -> Result<()> {
+    let skip = usize::from(config.max_batch_size > 0);
+    for input in &mut req.inputs {
+        let Some(declared) = config.input.iter().find(|i| i.name == input.name) else {
+            continue;
+        };
+        let Some(reshape) = &declared.reshape else {
+            continue;
+        };
+        let mapped = crate::reshape::map_shape(
+            &declared.dims,
+            &reshape.shape,
+            input.shape.get(skip..).unwrap_or_default(),
+        )
+        .ok_or_else(|| {
+            Error::internal(format!(
+                "input '{}' of shape {} cannot take the reshape {} of model '{}'",
+                input.name,
+                shape_string(&input.shape),
+                shape_string(&reshape.shape),
+                config.name
+            ))
+        })?;
+        input.shape.truncate(skip);
+        input.shape.extend(mapped);
+    }
+    Ok(())
 }
 
 fn deduce_raw_input(config: &ModelConfig, req: &mut InferenceRequest, prefix: &str) -> Result<()> {
@@ -322,6 +356,38 @@ mod tests {
             )
             .contains("batch size does not match")
         );
+    }
+
+    #[test]
+    fn inputs_reach_the_model_in_their_reshape() {
+        // Triton's densenet_onnx: [3,224,224] for the client, [1,3,224,224] for the model.
+        let c = ferrite_proto::parse_model_config(
+            r#"name: "densenet_onnx" max_batch_size: 0
+               input [ { name: "data_0" data_type: TYPE_FP32 dims: [ 3, 224, 224 ]
+                         reshape { shape: [ 1, 3, 224, 224 ] } } ]
+               output [ { name: "fc6_1" data_type: TYPE_FP32 dims: [ 1000 ]
+                          reshape { shape: [ 1, 1000, 1, 1 ] } } ]"#,
+        )
+        .unwrap();
+        let mut r = req(vec![fp32("data_0", vec![3, 224, 224])]);
+        r.model_name = "densenet_onnx".into();
+        assert_eq!(prepare(&c, &mut r).unwrap(), 1);
+        assert_eq!(r.inputs[0].shape, vec![1, 3, 224, 224]);
+        // The model's own shape is not what the client may send.
+        let mut r = req(vec![fp32("data_0", vec![1, 3, 224, 224])]);
+        assert!(err(&c, r.clone()).contains("Expected [3,224,224], got [1,3,224,224]"));
+        // With batching the batch dimension stays; variable sizes travel; [] is a scalar.
+        let c = ferrite_proto::parse_model_config(
+            r#"name: "m" max_batch_size: 4
+               input [ { name: "A" data_type: TYPE_FP32 dims: [ 2, -1 ]
+                         reshape { shape: [ -1, 2 ] } },
+                       { name: "B" data_type: TYPE_FP32 dims: [ 1 ] reshape { shape: [ ] } } ]"#,
+        )
+        .unwrap();
+        r = req(vec![fp32("A", vec![3, 2, 5]), fp32("B", vec![3, 1])]);
+        assert_eq!(prepare(&c, &mut r).unwrap(), 3);
+        assert_eq!(r.inputs[0].shape, vec![3, 5, 2]);
+        assert_eq!(r.inputs[1].shape, vec![3]);
     }
 
     #[test]

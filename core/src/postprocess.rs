@@ -12,10 +12,39 @@ use crate::{Error, Result};
 pub struct OutputSpec {
     pub name: String,
     pub labels: Vec<String>,
+    /// With a configured `reshape`: the shape the model produces (`reshape.shape`) and the
+    /// one clients see (`dims`), both after the batch dimension.
+    pub reshape: Option<(Vec<i64>, Vec<i64>)>,
+}
+
+impl OutputSpec {
+    /// `output` in the shape clients see: the model's shape mapped back onto `dims`.
+    fn restore_shape(&self, model: &str, batching: bool, output: &mut Tensor) -> Result<()> {
+        let Some((from, to)) = &self.reshape else {
+            return Ok(());
+        };
+        let skip = usize::from(batching);
+        let mapped = output
+            .shape
+            .get(skip..)
+            .and_then(|rest| crate::reshape::map_shape(from, to, rest))
+            .ok_or_else(|| {
+                Error::internal(format!(
+                    "model '{model}' produced output '{}' of shape {}, which does not fit its reshape {}",
+                    output.name,
+                    crate::tensor::shape_string(&output.shape),
+                    crate::tensor::shape_string(from)
+                ))
+            })?;
+        output.shape.truncate(skip);
+        output.shape.extend(mapped);
+        Ok(())
+    }
 }
 
 /// Turns a driver's outputs into the response's: the requested ones in the order asked for
-/// (or every configured output in configuration order), classification applied.
+/// (or every configured output in configuration order), in their configured `dims` (a
+/// `reshape` undone), classification applied.
 pub fn finish(
     model: &str,
     specs: &[OutputSpec],
@@ -27,7 +56,11 @@ pub fn finish(
         let pos = raw.iter().position(|o| o.name == name).ok_or_else(|| {
             Error::internal(format!("model '{model}' produced no output '{name}'"))
         })?;
-        Ok(raw.swap_remove(pos))
+        let mut output = raw.swap_remove(pos);
+        if let Some(spec) = specs.iter().find(|s| s.name == name) {
+            spec.restore_shape(model, batching, &mut output)?;
+        }
+        Ok(output)
     };
     let mut out = Vec::new();
     if requested.is_empty() {
@@ -150,6 +183,7 @@ mod tests {
         let specs = vec![OutputSpec {
             name: "logits".into(),
             labels: vec!["cat".into(), "dog".into(), "mug".into()],
+            ..Default::default()
         }];
         let req = vec![RequestedOutput {
             name: "logits".into(),
@@ -183,15 +217,68 @@ mod tests {
     }
 
     #[test]
+    fn outputs_leave_in_their_dims() {
+        // densenet_onnx: the model makes [1,1000,1,1], clients see [1000] and classify it.
+        let specs = vec![OutputSpec {
+            name: "fc6_1".into(),
+            labels: vec![],
+            reshape: Some((vec![1, 1000, 1, 1], vec![1000])),
+        }];
+        let mut logits = vec![0f32; 1000];
+        logits[504] = 9.0;
+        logits[968] = 7.0;
+        let raw = || vec![fp32("fc6_1", vec![1, 1000, 1, 1], &logits)];
+        let out = finish("densenet_onnx", &specs, &[], false, raw()).unwrap();
+        assert_eq!(out[0].shape, vec![1000]);
+        let req = vec![RequestedOutput {
+            name: "fc6_1".into(),
+            classification: Some(2),
+            ..Default::default()
+        }];
+        let out = finish("densenet_onnx", &specs, &req, false, raw()).unwrap();
+        assert_eq!(out[0].shape, vec![2]);
+        assert_eq!(
+            bytes_elements(&out[0].data).unwrap(),
+            vec![&b"9.000000:504"[..], &b"7.000000:968"[..]]
+        );
+        // Batching: the batch dimension stays, variable sizes come back in order.
+        let specs = vec![OutputSpec {
+            name: "Y".into(),
+            labels: vec![],
+            reshape: Some((vec![-1, 2], vec![2, -1])),
+        }];
+        let out = finish(
+            "m",
+            &specs,
+            &[],
+            true,
+            vec![fp32("Y", vec![3, 5, 2], &[0.0; 30])],
+        );
+        assert_eq!(out.unwrap()[0].shape, vec![3, 2, 5]);
+        let bad = finish(
+            "m",
+            &specs,
+            &[],
+            true,
+            vec![fp32("Y", vec![3, 10], &[0.0; 30])],
+        );
+        assert!(
+            bad.unwrap_err()
+                .message()
+                .contains("does not fit its reshape [-1,2]")
+        );
+    }
+
+    #[test]
     fn order_and_subset() {
         let specs = vec![
             OutputSpec {
                 name: "A".into(),
-                labels: vec![],
+                ..Default::default()
             },
             OutputSpec {
                 name: "B".into(),
-                labels: vec![],
+                ..Default::default()
             },
         ];
         let raw = || vec![fp32("B", vec![1], &[2.0]), fp32("A", vec![1], &[1.0])];

@@ -12,7 +12,7 @@ pub use ferrite_proto::inference::{
     DataType as ConfigDataType, ModelConfig, ModelInput, ModelInstanceGroup, ModelOutput,
     model_instance_group::Kind as InstanceKind, model_version_policy::PolicyChoice,
 };
-pub use validate::{ConfigIssue, validate};
+pub use validate::{ConfigIssue, reshape_issues, validate};
 
 use crate::tensor::DataType;
 use crate::{Error, Result};

@@ -85,9 +85,7 @@ pub fn validate(config: &ModelConfig) -> Vec<ConfigIssue> {
                 format!("input '{}' has no valid data type", input.name),
             );
         }
-        if input.reshape.is_none() {
-            issues.dims(&path, &input.dims);
-        }
+        issues.dims(&path, &input.dims);
     }
     let mut names = HashSet::new();
     for (i, output) in config.output.iter().enumerate() {
@@ -106,10 +104,10 @@ pub fn validate(config: &ModelConfig) -> Vec<ConfigIssue> {
                 format!("output '{}' has no valid data type", output.name),
             );
         }
-        if output.reshape.is_none() {
-            issues.dims(&path, &output.dims);
-        }
+        issues.dims(&path, &output.dims);
     }
+
+    issues.0.extend(reshape_issues(config));
 
     match config
         .version_policy
@@ -179,6 +177,35 @@ pub fn validate(config: &ModelConfig) -> Vec<ConfigIssue> {
     issues.0
 }
 
+/// Triton's checks of every `reshape` against its tensor's `dims`. They need nothing a
+/// driver's auto-complete adds (a tensor with a reshape has its dims), so the core runs them
+/// before a driver sees the configuration too, as Triton validates before its backend does.
+pub fn reshape_issues(config: &ModelConfig) -> Vec<ConfigIssue> {
+    let mut issues = Issues::default();
+    let mut check = |kind: &str, i: usize, name: &str, dims: &[i64], shape: Option<&[i64]>| {
+        if let Some(shape) = shape
+            && let Err(message) = crate::reshape::check(
+                &format!("model {kind} "),
+                name,
+                dims,
+                shape,
+                config.max_batch_size,
+            )
+        {
+            issues.add(format!("{kind}[{i}].reshape"), message);
+        }
+    };
+    for (i, t) in config.input.iter().enumerate() {
+        let shape = t.reshape.as_ref().map(|r| r.shape.as_slice());
+        check("input", i, &t.name, &t.dims, shape);
+    }
+    for (i, t) in config.output.iter().enumerate() {
+        let shape = t.reshape.as_ref().map(|r| r.shape.as_slice());
+        check("output", i, &t.name, &t.dims, shape);
+    }
+    issues.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +235,27 @@ mod tests {
                 "instance_group[0].count",
                 "instance_group[0].gpus",
                 "dynamic_batching.preferred_batch_size[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn reshapes_are_checked_against_their_dims() {
+        let mut c = ferrite_proto::parse_model_config(
+            r#"name: "m" platform: "onnxruntime_onnx" max_batch_size: 0
+               input [ { name: "A" data_type: TYPE_FP32 dims: [ 3, 4 ] reshape { shape: [ 12 ] } },
+                       { name: "B" data_type: TYPE_FP32 dims: [ 3, 4 ] reshape { shape: [ 13 ] } } ]
+               output [ { name: "C" data_type: TYPE_FP32 dims: [ 1 ] reshape { shape: [ ] } } ]"#,
+        )
+        .unwrap();
+        super::super::normalize(&mut c, false);
+        let issues = validate(&c);
+        assert_eq!(issues, reshape_issues(&c));
+        assert_eq!(
+            issues.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                "input[1].reshape: model input 'B' has different size for dims and reshape",
+                "output[0].reshape: model output 'C' cannot have empty reshape for non-batching model as scalar tensors are not supported",
             ]
         );
     }
