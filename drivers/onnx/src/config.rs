@@ -77,8 +77,9 @@ pub fn auto_complete(config: &Value, session: &Session) -> Result<Value> {
 
 /// Checks that `config` (protobuf JSON) describes the session's model: every model input is
 /// configured and every configured input and output exists in the model, with the model's
-/// data type and a shape the model accepts.
-pub fn validate(model: &str, config: &Value, session: &Session) -> Result<()> {
+/// data type and a shape the model accepts (its `reshape` when it has one). Returns the
+/// tensors the model has as scalars.
+pub fn validate(model: &str, config: &Value, session: &Session) -> Result<Scalars> {
     let (inputs, outputs) = model_io(session)?;
     check(model, config, &inputs, &outputs)
 }
@@ -110,7 +111,8 @@ fn entries<'c>(config: &'c Value, key: &str) -> Vec<&'c Value> {
         .unwrap_or_default()
 }
 
-fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<()> {
+fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Scalars> {
+    let mut scalars = Scalars::default();
     let max_batch = config
         .get("max_batch_size")
         .and_then(Value::as_i64)
@@ -154,38 +156,101 @@ fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<(
                     io.data_type
                 )));
             }
-            if entry.get("reshape").is_some_and(|r| !r.is_null()) {
-                continue;
-            }
-            let mut shape: Vec<i64> = Vec::new();
-            if max_batch > 0 {
-                shape.push(-1);
-            }
-            shape.extend(
-                entry
-                    .get("dims")
-                    .and_then(Value::as_array)
+            // With a reshape the model sees reshape.shape; that is what must match it.
+            let ints = |v: Option<&Value>| -> Vec<i64> {
+                v.and_then(Value::as_array)
                     .into_iter()
                     .flatten()
-                    .filter_map(Value::as_i64),
-            );
-            let fits = shape.len() == io.dims.len()
-                && shape.iter().zip(&io.dims).all(|(&c, &m)| m == -1 || c == m);
-            if !fits {
-                return Err(Error::invalid_arg(format!(
-                    "model '{model}', tensor '{name}': the model expects {} dimensions (shape {:?}) but the model configuration specifies {} dimensions ({}shape {:?})",
-                    io.dims.len(),
-                    io.dims,
-                    shape.len(),
-                    if max_batch > 0 {
-                        "an initial batch dimension because max_batch_size > 0 followed by the explicit tensor shape, making complete "
-                    } else {
-                        ""
-                    },
-                    shape
-                )));
+                    .filter_map(Value::as_i64)
+                    .collect()
+            };
+            let dims = match entry.get("reshape").filter(|r| !r.is_null()) {
+                Some(reshape) => ints(reshape.get("shape")),
+                None => ints(entry.get("dims")),
+            };
+            if io.dims.is_empty() && max_batch == 0 {
+                // A scalar: Triton's backend lets the configuration give it as [1] (or
+                // [1, 1, ...]) and hands the model a tensor of no dimensions.
+                if dims.iter().any(|&d| d != 1) {
+                    return Err(Error::invalid_arg(format!(
+                        "unable to load model '{model}', scalar tensor '{name}', should only provide 1 in the model configuration when the model doesn't support batching. Model configuration provided: {}.",
+                        shape_string(&dims)
+                    )));
+                }
+                if kind == "input" {
+                    scalars.inputs.push(name.to_string());
+                } else {
+                    scalars
+                        .outputs
+                        .push((name.to_string(), ints(entry.get("dims"))));
+                }
+                continue;
             }
+            compare_dims(model, name, &io.dims, &dims, max_batch, kind == "output")?;
         }
+    }
+    Ok(scalars)
+}
+
+/// Tensors whose ONNX shape has no dimensions.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scalars {
+    /// Inputs handed to the session with no dimensions, whatever the request's [1].
+    pub inputs: Vec<String>,
+    /// Outputs the session makes with no dimensions, and the configured dims they leave with.
+    pub outputs: Vec<(String, Vec<i64>)>,
+}
+
+/// Formats a shape as Triton's backends do: `[1,3,224,224]`.
+fn shape_string(dims: &[i64]) -> String {
+    let dims: Vec<String> = dims.iter().map(i64::to_string).collect();
+    format!("[{}]", dims.join(","))
+}
+
+/// Triton's `CompareDimsSupported` (onnxruntime backend): the configuration's dims, with the
+/// batch dimension when the model batches, against the model's shape. A model `-1` takes any
+/// configured size, except for outputs (`exact`), whose variable dimensions must stay variable.
+fn compare_dims(
+    model: &str,
+    name: &str,
+    model_shape: &[i64],
+    dims: &[i64],
+    max_batch: i64,
+    exact: bool,
+) -> Result<()> {
+    let fits = |full: &[i64]| {
+        model_shape.len() == full.len()
+            && model_shape
+                .iter()
+                .zip(full)
+                .all(|(&m, &c)| (!exact && m == -1) || m == c)
+    };
+    if max_batch > 0 {
+        if model_shape.first() != Some(&-1) {
+            return Err(Error::invalid_arg(format!(
+                "model '{model}', tensor '{name}': for the model to support batching the shape should have at least 1 dimension and the first dimension must be -1; but shape expected by the model is {}",
+                shape_string(model_shape)
+            )));
+        }
+        let mut full = vec![-1];
+        full.extend_from_slice(dims);
+        if !fits(&full) {
+            return Err(Error::invalid_arg(format!(
+                "model '{model}', tensor '{name}': the model expects {} dimensions (shape {}) but the model configuration specifies {} dimensions (an initial batch dimension because max_batch_size > 0 followed by the explicit tensor shape, making complete shape {})",
+                model_shape.len(),
+                shape_string(model_shape),
+                full.len(),
+                shape_string(&full)
+            )));
+        }
+    } else if !fits(dims) {
+        return Err(Error::invalid_arg(format!(
+            "model '{model}', tensor '{name}': the model expects {} dimensions (shape {}) but the model configuration specifies {} dimensions (shape {})",
+            model_shape.len(),
+            shape_string(model_shape),
+            dims.len(),
+            shape_string(dims)
+        )));
     }
     Ok(())
 }
@@ -228,7 +293,7 @@ fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
             .as_array_mut()
             .ok_or_else(|| Error::internal(format!("'{key}' is not a list")))?;
         for io in ios.iter().filter(|io| !skip.contains(&io.name)) {
-            let dims: Vec<i64> = if batching {
+            let mut dims: Vec<i64> = if batching {
                 if io.dims.is_empty() {
                     return Err(Error::invalid_arg(format!(
                         "model {kind} '{}' has no dimensions, so it cannot have a batch dimension (max_batch_size {max_batch})",
@@ -239,6 +304,13 @@ fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
             } else {
                 io.dims.clone()
             };
+            // As Triton's backend: no dimensions become [1], given to a batching model through
+            // an empty reshape (a non-batching one gets its scalar as [1] directly).
+            let scalar = dims.is_empty();
+            if scalar {
+                dims.push(1);
+            }
+            let reshape = (scalar && batching).then(|| json!({"shape": []}));
             match list
                 .iter_mut()
                 .find(|e| e.get("name").and_then(Value::as_str) == Some(io.name.as_str()))
@@ -247,18 +319,24 @@ fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
                     if is_empty(entry.get("data_type")) {
                         entry["data_type"] = json!(io.data_type);
                     }
-                    if is_empty(entry.get("dims"))
-                        && entry.get("reshape").is_none()
-                        && !dims.is_empty()
-                    {
+                    if is_empty(entry.get("dims")) && entry.get("reshape").is_none() {
                         entry["dims"] = json!(dims);
+                        if let Some(reshape) = &reshape {
+                            entry["reshape"] = reshape.clone();
+                        }
                     }
                 }
-                None => list.push(json!({
-                    "name": io.name,
-                    "data_type": io.data_type,
-                    "dims": dims,
-                })),
+                None => {
+                    let mut entry = json!({
+                        "name": io.name,
+                        "data_type": io.data_type,
+                        "dims": dims,
+                    });
+                    if let Some(reshape) = reshape {
+                        entry["reshape"] = reshape;
+                    }
+                    list.push(entry);
+                }
             }
         }
     }
@@ -351,6 +429,102 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn a_reshape_is_what_must_match_the_model() {
+        // Triton's densenet_onnx against a model of that signature.
+        let ins = [io("data_0", "TYPE_FP32", &[1, 3, 224, 224])];
+        let outs = [io("fc6_1", "TYPE_FP32", &[1, 1000, 1, 1])];
+        let config = |input_reshape: &[i64], output_reshape: &[i64]| {
+            json!({"max_batch_size": 0,
+                "input": [{"name": "data_0", "data_type": "TYPE_FP32", "dims": [3, 224, 224],
+                           "reshape": {"shape": input_reshape}}],
+                "output": [{"name": "fc6_1", "data_type": "TYPE_FP32", "dims": [1000],
+                            "reshape": {"shape": output_reshape}}]})
+        };
+        assert_eq!(
+            check(
+                "densenet_onnx",
+                &config(&[1, 3, 224, 224], &[1, 1000, 1, 1]),
+                &ins,
+                &outs
+            ),
+            Ok(Scalars::default())
+        );
+        let e = check(
+            "densenet_onnx",
+            &config(&[3, 224, 224, 1], &[1, 1000, 1, 1]),
+            &ins,
+            &outs,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            "model 'densenet_onnx', tensor 'data_0': the model expects 4 dimensions (shape [1,3,224,224]) but the model configuration specifies 4 dimensions (shape [3,224,224,1])"
+        );
+        // Without the reshape the dims themselves must match, as in Triton.
+        let mut plain = config(&[1, 3, 224, 224], &[1, 1000, 1, 1]);
+        plain["input"][0].as_object_mut().unwrap().remove("reshape");
+        assert!(check("densenet_onnx", &plain, &ins, &outs).is_err());
+    }
+
+    #[test]
+    fn outputs_compare_exactly_inputs_take_any_size_for_a_variable_one() {
+        let ins = [io("x", "TYPE_FP32", &[-1, -1])];
+        let outs = [io("y", "TYPE_FP32", &[-1, -1])];
+        let config = |input: &[i64], output: &[i64]| {
+            json!({"max_batch_size": 4,
+                "input": [{"name": "x", "data_type": "TYPE_FP32", "dims": input}],
+                "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": output}]})
+        };
+        assert!(check("m", &config(&[3], &[-1]), &ins, &outs).is_ok());
+        let e = check("m", &config(&[3], &[3]), &ins, &outs).unwrap_err();
+        assert!(e.message.contains("tensor 'y': the model expects 2 dimensions (shape [-1,-1]) but the model configuration specifies 2 dimensions (an initial batch dimension because max_batch_size > 0 followed by the explicit tensor shape, making complete shape [-1,3])"), "{}", e.message);
+        let fixed_first = [io("x", "TYPE_FP32", &[2, 3])];
+        let e = check("m", &config(&[3], &[-1]), &fixed_first, &outs).unwrap_err();
+        assert_eq!(
+            e.message,
+            "model 'm', tensor 'x': for the model to support batching the shape should have at least 1 dimension and the first dimension must be -1; but shape expected by the model is [2,3]"
+        );
+    }
+
+    #[test]
+    fn scalars_are_configured_as_ones() {
+        // Triton's rule for the onnxruntime backend: a tensor of shape [] is [1] in the
+        // configuration of a model that does not batch.
+        let ins = [io("x", "TYPE_INT32", &[])];
+        let outs = [io("y", "TYPE_INT32", &[])];
+        let completed = complete(&json!({"max_batch_size": 0}), &ins, &outs).unwrap();
+        assert_eq!(completed["input"][0]["dims"], json!([1]));
+        assert_eq!(completed["output"][0]["dims"], json!([1]));
+        assert!(completed["input"][0].get("reshape").is_none());
+        assert_eq!(
+            check("m", &completed, &ins, &outs).unwrap(),
+            Scalars {
+                inputs: vec!["x".into()],
+                outputs: vec![("y".into(), vec![1])]
+            }
+        );
+        let wrong = json!({"max_batch_size": 0,
+            "input": [{"name": "x", "data_type": "TYPE_INT32", "dims": [2]}],
+            "output": [{"name": "y", "data_type": "TYPE_INT32", "dims": [1]}]});
+        assert_eq!(
+            check("m", &wrong, &ins, &outs).unwrap_err().message,
+            "unable to load model 'm', scalar tensor 'x', should only provide 1 in the model configuration when the model doesn't support batching. Model configuration provided: [2]."
+        );
+        // A batching model whose tensor is only the batch dimension: [1] through an empty
+        // reshape.
+        let completed = complete(
+            &json!({"max_batch_size": 4}),
+            &[io("x", "TYPE_INT32", &[-1])],
+            &[io("y", "TYPE_INT32", &[-1])],
+        )
+        .unwrap();
+        assert_eq!(
+            completed["output"][0],
+            json!({"name": "y", "data_type": "TYPE_INT32", "dims": [1], "reshape": {"shape": []}})
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn execute(
             .collect();
         let wanted = |name: &str| request.wants_output(name);
         batch.mark_infer_start();
-        let result = run(&mut instance.session, &model.name, &inputs, &wanted);
+        let result = run(&mut instance.session, model, &inputs, &wanted);
         batch.mark_infer_end();
         match result {
             Ok(outputs) => {
@@ -95,7 +95,7 @@ fn execute_batched(
     let requests: Vec<_> = batch.requests().collect();
     let wanted = |name: &str| requests.iter().any(|r| r.wants_output(name));
     batch.mark_infer_start();
-    let outputs = run(session, &model.name, &inputs, &wanted)?;
+    let outputs = run(session, model, &inputs, &wanted)?;
     batch.mark_infer_end();
     let mut responses: Vec<Response> = (0..batch.len())
         .map(|i| batch.respond(i))
@@ -118,13 +118,17 @@ fn execute_batched(
 
 fn run(
     session: &mut Session,
-    model: &str,
+    onnx: &OnnxModel,
     inputs: &[Input<'_>],
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Output>> {
+    let model = onnx.name.as_str();
+    let scalars = &onnx.scalars;
     let mut values: Vec<(String, SessionInputValue<'_>)> = Vec::with_capacity(inputs.len());
     for input in inputs {
-        values.push((input.name.to_string(), to_value(input)?));
+        // A scalar of the model's arrives as [1] (Triton's rule) and runs with no dimensions.
+        let scalar = scalars.inputs.iter().any(|n| n == input.name);
+        values.push((input.name.to_string(), to_value(input, scalar)?));
     }
     let output_names: Vec<String> = session
         .outputs()
@@ -141,16 +145,27 @@ fn run(
             let value = outputs.get(&name).ok_or_else(|| {
                 Error::internal(format!("model '{model}' produced no output '{name}'"))
             })?;
-            from_value(&name, value)
+            let mut output = from_value(&name, value)?;
+            if output.shape.is_empty()
+                && let Some((_, dims)) = scalars.outputs.iter().find(|(n, _)| *n == name)
+            {
+                output.shape = dims.clone();
+            }
+            Ok(output)
         })
         .collect()
 }
 
 /// The session's value for `input`: a view of the request's (or the gathered batch's) bytes
 /// when they are aligned for the element type, so the tensor is not copied again; a copy
-/// otherwise (a tensor's data may start anywhere in a request body).
-fn to_value<'a>(input: &'a Input<'_>) -> Result<SessionInputValue<'a>> {
-    let shape = input.shape.clone();
+/// otherwise (a tensor's data may start anywhere in a request body). A `scalar` has no
+/// dimensions, whatever the request's shape.
+fn to_value<'a>(input: &'a Input<'_>, scalar: bool) -> Result<SessionInputValue<'a>> {
+    let shape = if scalar {
+        Vec::new()
+    } else {
+        input.shape.clone()
+    };
     let data: &'a [u8] = &input.data;
     let fail = |e: ort::Error| Error::invalid_arg(format!("input '{}': {e}", input.name));
     macro_rules! pod {

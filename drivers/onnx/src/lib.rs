@@ -16,7 +16,7 @@ use ort::environment::Environment;
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-pub use config::{auto_complete, validate};
+pub use config::{Scalars, auto_complete, validate};
 pub use execute::execute;
 pub use types::{from_ort, to_ort};
 
@@ -64,6 +64,8 @@ pub struct OnnxModel {
     pub file: PathBuf,
     /// Model batches along the first dimension (`max_batch_size > 0`).
     pub batching: bool,
+    /// The model's tensors of no dimensions (configured as [1]).
+    pub scalars: Scalars,
     /// The CPU session opened to read the model at load time (with these threads), handed to
     /// the first CPU instance that wants the same threads rather than opened twice.
     spare: Mutex<Option<(Threads, Session)>>,
@@ -186,7 +188,7 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
             load.set_config(completed)?;
         }
     }
-    validate(load.name(), load.config(), &session)?;
+    let scalars = validate(load.name(), load.config(), &session)?;
     let batching = load
         .config()
         .get("max_batch_size")
@@ -197,6 +199,7 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
         name: load.name().to_string(),
         file,
         batching,
+        scalars,
         spare: Mutex::new(Some((threads, session))),
     })
 }
