@@ -107,7 +107,7 @@ async fn auto_completes_and_serves_strings() {
     assert_eq!(config.output[0].name, "OUTPUT0");
 
     let mut data = Vec::new();
-    for s in ["héllo", "", "world"] {
+    for s in ["héllo", "", "world", "a\0b", "\0"] {
         ferrite_core::tensor::push_bytes_element(&mut data, s.as_bytes());
     }
     let request = InferenceRequest {
@@ -115,11 +115,12 @@ async fn auto_completes_and_serves_strings() {
         inputs: vec![Tensor::new(
             "INPUT0",
             DataType::Bytes,
-            vec![1, 3],
+            vec![1, 5],
             Bytes::from(data.clone()),
         )],
         ..Default::default()
     };
+    // Every byte comes back, NUL included.
     let response = server.infer_one(request).await.unwrap();
     assert_eq!(response.outputs[0].datatype, DataType::Bytes);
     assert_eq!(response.outputs[0].data, Bytes::from(data));

@@ -7,7 +7,7 @@ use ferrite_driver_sdk::{Batch, DataType, Error, Response, Result, bytes_layout}
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType, TensorRef, ValueType};
 
-use crate::strings::{RawString, string_tensor_bytes};
+use crate::strings::{string_tensor, string_tensor_bytes};
 use crate::types::from_ort;
 use crate::{OnnxInstance, OnnxModel};
 
@@ -200,27 +200,13 @@ fn to_value<'a>(input: &'a Input<'_>, scalar: bool) -> Result<SessionInputValue<
         DataType::Bf16 => pod!(half::bf16),
         DataType::Fp32 => pod!(f32),
         DataType::Fp64 => pod!(f64),
-        DataType::Bytes => {
-            let strings = bytes_elements(input.name, data)?;
-            Tensor::from_string_array((shape, &strings[..]))
-                .map_err(fail)?
-                .into()
-        }
+        DataType::Bytes => string_tensor(&shape, &bytes_elements(input.name, data)?)?.into(),
     })
 }
 
-fn bytes_elements(name: &str, data: &[u8]) -> Result<Vec<RawString>> {
+fn bytes_elements<'d>(name: &str, data: &'d [u8]) -> Result<Vec<&'d [u8]>> {
     bytes_layout::elements(data)
-        .enumerate()
-        .map(|(i, element)| {
-            let bytes = element.map_err(|e| Error::invalid_arg(format!("input '{name}': {e}")))?;
-            if bytes.contains(&0) {
-                return Err(Error::invalid_arg(format!(
-                    "input '{name}': element {i} contains a NUL byte, which ONNX Runtime string tensors cannot hold"
-                )));
-            }
-            Ok(RawString(bytes.to_vec()))
-        })
+        .map(|element| element.map_err(|e| Error::invalid_arg(format!("input '{name}': {e}"))))
         .collect()
 }
 
