@@ -37,6 +37,7 @@ MODEL_OUTPUTS=(
     configs/models/sequence_accumulator/1/model.onnx
     configs/models/efficientnet_lite0_onnx/1/model.onnx
     configs/models/efficientnet_lite0_onnx/labels.txt
+    configs/models/densenet_onnx/1/model.onnx
     configs/images/coffee.png
     configs/images/chelsea.png
     configs/models/all_minilm_l6_v2/1/model.onnx

@@ -15,6 +15,10 @@ this script); nothing is downloaded and torch is not needed.  What it writes:
   <repo>/sequence_accumulator/1/model.onnx     running sum with implicit state ACC_IN/ACC_OUT
   <repo>/efficientnet_lite0_onnx/1/model.onnx  EfficientNet-Lite0 ImageNet classifier
   <repo>/efficientnet_lite0_onnx/labels.txt    1000 ImageNet labels, index order
+  <repo>/densenet_onnx/1/model.onnx            the same classifier with the signature of
+                                               Triton's quick-start densenet_onnx
+                                               (densenet.py; config.pbtxt and
+                                               densenet_labels.txt are Triton's, committed)
   <images>/coffee.png, <images>/chelsea.png    sample photos from scikit-image
   scripts/models/expected.json                 top-3 for the sample photos
 
@@ -45,6 +49,11 @@ portable algorithm):
   rounded to 3 decimals; ``probability`` is the softmax.
   Required: coffee.png -> top-1 espresso (967), then cup (968) and coffee mug
   (504); chelsea.png -> top-1 Egyptian cat (285).  Otherwise the script fails.
+
+densenet_onnx verification: its fc6_1 [1,1000,1,1] equals the classifier's logits for
+coffee.png, and Triton's quick-start photo configs/quickstart/mug.jpg (committed; Triton's
+qa/images/mug.jpg, JPEG decoded by Pillow) with -s INCEPTION scaling gives top-1 COFFEE
+MUG (504) under Triton's labels; its top-3 go to expected.json as "densenet_onnx".
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 
+import densenet  # noqa: E402
 import efficientnet_lite  # noqa: E402
 from files import write_atomic  # noqa: E402
 import preprocess  # noqa: E402
@@ -71,6 +81,9 @@ import simple_models  # noqa: E402
 import torch_legacy  # noqa: E402
 
 CLASSIFIER = "efficientnet_lite0_onnx"
+DENSENET = "densenet_onnx"
+DENSENET_LABELS = "densenet_labels.txt"
+QUICKSTART_IMAGE = ROOT / "configs" / "quickstart" / "mug.jpg"  # committed, not generated
 IMAGES = ["coffee.png", "chelsea.png"]
 SCORE_TOLERANCE = 0.005  # against a committed expected.json (other CPUs / runtimes)
 
@@ -158,6 +171,15 @@ def generate(repo: Path, images: Path, force: bool) -> None:
         write_atomic(out, model.SerializeToString())
         log(f"wrote {rel(out)} ({len(state)} tensors, {n_params:,} parameters)")
 
+    out = model_path(repo, DENSENET)
+    if out.exists() and not force:
+        log(f"keep {rel(out)}")
+    else:
+        import onnx
+
+        write_atomic(out, densenet.wrap(onnx.load(str(model_path(repo, CLASSIFIER)))).SerializeToString())
+        log(f"wrote {rel(out)}")
+
     out = repo / CLASSIFIER / "labels.txt"
     if out.exists() and not force:
         log(f"keep {rel(out)}")
@@ -173,7 +195,7 @@ def generate(repo: Path, images: Path, force: bool) -> None:
         write_atomic(out, sample_image_path(name).read_bytes())
         log(f"wrote {rel(out)}")
 
-    for name in list(simple_models.BUILDERS) + [CLASSIFIER]:
+    for name in list(simple_models.BUILDERS) + [CLASSIFIER, DENSENET]:
         if not (repo / name / "config.pbtxt").is_file():
             log(f"warning: {rel(repo / name / 'config.pbtxt')} is missing (it is committed, not generated)")
 
@@ -267,6 +289,8 @@ def verify(repo: Path, images: Path, expected_path: Path, force: bool) -> None:
             raise BuildError("batched inference differs from one-by-one inference")
         results[image] = entry
 
+    densenet_results = verify_densenet(repo, images, sess)
+
     expected = {
         "_generated_by": "scripts/models/build_examples.py (preprocessing: scripts/models/preprocess.py)",
         "model": CLASSIFIER,
@@ -285,8 +309,46 @@ def verify(repo: Path, images: Path, expected_path: Path, force: bool) -> None:
         "score": "raw logit (the value of output 'logits', as Triton's classification extension "
                  "reports it), rounded to 3 decimals; probability = softmax of the 1000 logits",
         "images": results,
+        DENSENET: densenet_results,
     }
     write_expected(expected_path, expected, force)
+
+
+def verify_densenet(repo: Path, images: Path, classifier) -> dict:
+    """densenet_onnx is the classifier under Triton's names and shapes; mug.jpg's top-3."""
+    import onnxruntime as ort
+
+    labels_file = repo / DENSENET / DENSENET_LABELS
+    labels = labels_file.read_text(encoding="utf-8").splitlines()
+    if len(labels) != 1000 or labels[504] != "COFFEE MUG":
+        raise BuildError(f"{rel(labels_file)} is not Triton's densenet_labels.txt")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(model_path(repo, DENSENET)), so, providers=["CPUExecutionProvider"])
+    (inp,), (out,) = sess.get_inputs(), sess.get_outputs()
+    if (inp.name, list(inp.shape), out.name, list(out.shape)) != (
+            densenet.INPUT, densenet.INPUT_SHAPE, densenet.OUTPUT, densenet.OUTPUT_SHAPE):
+        raise BuildError(f"unexpected densenet_onnx signature {inp.name}{inp.shape} -> {out.name}{out.shape}")
+    x = preprocess.preprocess(images / IMAGES[0], "inception")
+    (want,) = classifier.run(["logits"], {"input": x})
+    (got,) = sess.run([densenet.OUTPUT], {densenet.INPUT: x})
+    if got.shape != (1, 1000, 1, 1) or not np.allclose(got.reshape(1, 1000), want, atol=1e-5):
+        raise BuildError("densenet_onnx does not give the classifier's logits")
+    path = QUICKSTART_IMAGE
+    if not path.is_file():
+        raise BuildError(f"{rel(path)} is missing (it is committed: Triton's qa/images/mug.jpg)")
+    (logits,) = sess.run([densenet.OUTPUT], {densenet.INPUT: preprocess.preprocess(path, "inception")})
+    result = top3(logits.reshape(1000), labels)
+    desc = ", ".join(f"{r['index']} {r['label']} {r['score']}" for r in result)
+    if result[0]["index"] != 504:
+        raise BuildError(f"{path.name} through {DENSENET}: got [{desc}], expected top-1 504 COFFEE MUG")
+    log(f"ok {DENSENET} {path.name} (inception): {desc}")
+    return {
+        "input": densenet.INPUT,
+        "output": densenet.OUTPUT,
+        "labels": DENSENET_LABELS,
+        "images": {path.name: {"sha256": sha256(path), "top3_inception": result}},
+    }
 
 
 def _same(old: dict, new: dict) -> bool:
@@ -303,6 +365,15 @@ def _same(old: dict, new: dict) -> bool:
                         return False
                     if abs(a["probability"] - b["probability"]) > SCORE_TOLERANCE:
                         return False
+        for image, entry in new[DENSENET]["images"].items():
+            old_entry = old[DENSENET]["images"][image]
+            if old_entry["sha256"] != entry["sha256"]:
+                return False
+            for a, b in zip(old_entry["top3_inception"], entry["top3_inception"], strict=True):
+                if a["index"] != b["index"] or a["label"] != b["label"]:
+                    return False
+                if abs(a["score"] - b["score"]) > SCORE_TOLERANCE:
+                    return False
         return set(old["images"]) == set(new["images"])
     except (KeyError, TypeError, ValueError):
         return False

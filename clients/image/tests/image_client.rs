@@ -150,15 +150,24 @@ fn an_unreachable_server_is_named() {
 /// classifier are there too.
 fn start_server() -> Option<common::Server> {
     let model_dir = workspace().join("configs/models").join(MODEL);
-    let missing: Vec<String> = [
+    if !have(&[
         model_dir.join("labels.txt"),
         images().join("coffee.png"),
         images().join("chelsea.png"),
-    ]
-    .into_iter()
-    .filter(|p| !p.is_file())
-    .map(|p| p.display().to_string())
-    .collect();
+    ]) {
+        return None;
+    }
+    common::Server::start()
+}
+
+/// Whether every file is there; else a SKIPPED message naming what is missing, or a failure
+/// under FERRITE_REQUIRE_DRIVERS.
+fn have(files: &[PathBuf]) -> bool {
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
     if !missing.is_empty() {
         assert!(
             std::env::var_os("FERRITE_REQUIRE_DRIVERS").is_none(),
@@ -169,9 +178,9 @@ fn start_server() -> Option<common::Server> {
             "SKIPPED: {} missing (run scripts/setup.sh)",
             missing.join(", ")
         );
-        return None;
+        return false;
     }
-    common::Server::start()
+    true
 }
 
 fn url<'s>(server: &'s common::Server, protocol: &str) -> &'s str {
@@ -255,6 +264,15 @@ fn expected(image: &str, key: &str) -> Vec<(i64, String, f64)> {
 
 /// The classes match expected.json's (index, label, and the score to its 3 decimals).
 fn assert_classes(classes: &[Class], want: &[(i64, String, f64)], what: &str) {
+    assert_classes_within(classes, want, 0.002, what);
+}
+
+fn assert_classes_within(
+    classes: &[Class],
+    want: &[(i64, String, f64)],
+    tolerance: f64,
+    what: &str,
+) {
     assert_eq!(classes.len(), want.len(), "{what}: {classes:?}");
     for (got, (index, label, score)) in classes.iter().zip(want) {
         assert_eq!(
@@ -263,15 +281,86 @@ fn assert_classes(classes: &[Class], want: &[(i64, String, f64)], what: &str) {
             "{what}: {classes:?}"
         );
         assert!(
-            (got.score - score).abs() < 0.002,
+            (got.score - score).abs() < tolerance,
             "{what}: score {} vs {score}",
             got.score
         );
     }
 }
 
+/// expected.json's top-3 of Triton's quick-start photo through densenet_onnx (`-s
+/// INCEPTION`, Triton's labels).
+fn expected_quick_start() -> Vec<(i64, String, f64)> {
+    let text = std::fs::read_to_string(workspace().join("scripts/models/expected.json"))
+        .expect("scripts/models/expected.json");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["densenet_onnx"]["images"]["mug.jpg"]["top3_inception"]
+        .as_array()
+        .expect("expected.json has densenet_onnx's mug.jpg (scripts/setup.sh writes it)")
+        .iter()
+        .map(|c| {
+            (
+                c["index"].as_i64().unwrap(),
+                c["label"].as_str().unwrap().to_owned(),
+                c["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn image_name(path: &str) -> &str {
     Path::new(path).file_name().unwrap().to_str().unwrap()
+}
+
+/// Triton's quick start, as its docs give it: `image_client -m densenet_onnx -c 3 -s
+/// INCEPTION mug.jpg` against Triton's densenet_onnx config.pbtxt (max_batch_size 0, input
+/// [3,224,224] reshaped to [1,3,224,224], output [1000] reshaped from [1,1000,1,1]).
+#[test]
+fn runs_tritons_quick_start() {
+    let mug = workspace().join("configs/quickstart/mug.jpg");
+    let labels = workspace().join("configs/models/densenet_onnx/densenet_labels.txt");
+    let model = workspace().join("configs/models/densenet_onnx/1/model.onnx");
+    if !have(&[mug.clone(), labels, model]) {
+        return;
+    }
+    let Some(server) = start_server() else {
+        return;
+    };
+    let mug = mug.display().to_string();
+    let want = expected_quick_start();
+    assert_eq!(want[0].1, "COFFEE MUG");
+    for protocol in ["http", "grpc"] {
+        let mut modes: Vec<&[&str]> = vec![&[], &["-a"]];
+        if protocol == "grpc" {
+            modes.extend([&["--streaming"][..], &["--streaming", "-a"][..]]);
+        }
+        for mode in modes {
+            let args: Vec<&str> = ["-m", "densenet_onnx", "-c", "3", "-s", "INCEPTION"]
+                .iter()
+                .chain(&["-i", protocol, "-u", url(&server, protocol)])
+                .chain(mode)
+                .chain([&mug.as_str()])
+                .copied()
+                .collect();
+            let out = parse_output(&classify(&args));
+            let what = format!("{protocol} {mode:?} densenet_onnx mug.jpg");
+            assert_eq!(out.len(), 1, "{what}");
+            assert_eq!((out[0].id.as_str(), out[0].batch_size), ("0", 1), "{what}");
+            assert_eq!(out[0].images[0].0, mug, "{what}");
+            // expected.json decoded the JPEG with Pillow (libjpeg), image_client with its own
+            // decoder: the pixels differ by a unit here and there, the logits by hundredths.
+            assert_classes_within(&out[0].images[0].1, &want, 0.05, &what);
+        }
+    }
+    // The model does not batch (max_batch_size 0): Triton's client refuses -b 2.
+    let err = fails(
+        &["-m", "densenet_onnx", "-b", "2", "-u", &server.http, &mug],
+        1,
+    );
+    assert!(
+        err.contains("batching not supported for model 'densenet_onnx'"),
+        "{err}"
+    );
 }
 
 #[test]
