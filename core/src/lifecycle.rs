@@ -254,24 +254,28 @@ fn write_override_files(
     Ok(temp)
 }
 
-/// A `config` parameter: a ModelConfig in JSON, whose name (if any) must be the model's.
+/// A `config` parameter: a ModelConfig in JSON, whose name (if any) must be the model's. One
+/// that is not is refused as Triton refuses it (its poll of the repository fails): INTERNAL,
+/// "failed to load '<name>', failed to poll from model repository", here with the reason.
 fn parse_override(name: &str, json: &str) -> Result<ModelConfig> {
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
-        Error::invalid_arg(format!(
-            "failed to load '{name}': the 'config' parameter is not valid JSON: {e}"
+    let refuse = |why: String| {
+        Error::internal(format!(
+            "failed to load '{name}', failed to poll from model repository: {why}"
         ))
-    })?;
+    };
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| refuse(format!("the 'config' parameter is not valid JSON: {e}")))?;
     let mut config = crate::config::from_json(&value).map_err(|e| {
-        Error::invalid_arg(format!(
-            "failed to load '{name}': the 'config' parameter is not a model configuration: {}",
+        refuse(format!(
+            "the 'config' parameter is not a model configuration: {}",
             e.chain()
         ))
     })?;
     if config.name.is_empty() {
         config.name = name.to_string();
     } else if config.name != name {
-        return Err(Error::invalid_arg(format!(
-            "failed to load '{name}': the 'config' parameter names model '{}'",
+        return Err(refuse(format!(
+            "the 'config' parameter names model '{}'",
             config.name
         )));
     }
@@ -590,7 +594,12 @@ impl Server {
             )
         };
         let config = match config {
-            Some(c) => c,
+            // An override goes through the same platform detection (and, in the driver, the
+            // same auto-complete) as config.pbtxt.
+            Some(mut c) => {
+                crate::model::detect_missing_platform(&dir, &mut c);
+                c
+            }
             None => match crate::model::read_config(&dir, &opts) {
                 Ok(c) => c,
                 Err(e) => return Err(failed_model(at_stage("reading the configuration", e))),
@@ -1080,12 +1089,15 @@ mod tests {
                 .message()
                 .contains("names model 'other'")
         );
+        let e = parse_override("m", "{not json").unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::Internal);
         assert!(
-            parse_override("m", "{not json")
-                .unwrap_err()
-                .message()
-                .contains("not valid JSON")
+            e.message()
+                .starts_with("failed to load 'm', failed to poll from model repository: "),
+            "{}",
+            e.message()
         );
+        assert!(e.message().contains("not valid JSON"));
     }
 
     #[test]

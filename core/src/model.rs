@@ -363,10 +363,16 @@ pub struct LoadOptions {
 /// Reads and checks a model's configuration (before any driver is involved).
 pub fn read_config(dir: &ModelDir, opts: &LoadOptions) -> Result<ModelConfig> {
     let mut config = config::read(&dir.path, &dir.name, opts.auto_complete)?;
-    if config.platform.is_empty() && config.backend.is_empty() {
-        detect_platform(&dir.path, &mut config);
-    }
+    detect_missing_platform(dir, &mut config);
     Ok(config)
+}
+
+/// A configuration that names no platform or backend (config.pbtxt's, or a load request's
+/// override) gets them from the model's files, as Triton's does.
+pub fn detect_missing_platform(dir: &ModelDir, config: &mut ModelConfig) {
+    if config.platform.is_empty() && config.backend.is_empty() {
+        detect_platform(&dir.path, config);
+    }
 }
 
 /// Triton's platform detection for models without one: by the model file's name.

@@ -303,12 +303,35 @@ def test_config_override_replaces_config_pbtxt(ferrite, connect, repo, proto):
     assert int(api.config("simple")["max_batch_size"]) == 8
     assert api.infer(batch=8) == "1"
 
-    # a config naming another model is refused, and the loaded one stays
+    # a config naming another model, or no JSON at all, fails Triton's poll, and the loaded
+    # version stays
+    not_polled = "failed to load 'simple', failed to poll from model repository"
     code, message = api.error(api.load, "simple", config=json.dumps({"name": "other"}))
-    assert code == "INVALID_ARGUMENT" and "names model 'other'" in message, (code, message)
+    assert code == "INTERNAL" and message.startswith(not_polled), (code, message)
+    assert "names model 'other'" in message, message
     code, message = api.error(api.load, "simple", config="{not json")
-    assert code == "INVALID_ARGUMENT" and "not valid JSON" in message, (code, message)
+    assert code == "INTERNAL" and message.startswith(not_polled), (code, message)
+    assert "not valid JSON" in message, message
+    # one that parses but does not fit the model fails the load as Triton's does
+    bad = json.dumps({"max_batch_size": 4, "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [16]}]})
+    code, message = api.error(api.load, "simple", config=bad)
+    assert code == "INVALID_ARGUMENT" and message.startswith("load failed for model 'simple'"), (code, message)
     assert api.infer() == "1"
+    assert int(api.config("simple")["max_batch_size"]) == 8
+
+
+@pytest.mark.parametrize("proto", PROTOS)
+def test_config_override_is_auto_completed_like_config_pbtxt(ferrite, connect, repo, proto):
+    # The case: an override that names no platform, on a folder with 1/model.onnx,
+    # goes through the same platform detection and auto-complete as config.pbtxt.
+    srv = ferrite.start([repo], [EXPLICIT])
+    api = connect(srv, proto)
+    api.load("simple", config=json.dumps({"max_batch_size": 16}))
+    config = api.config("simple")
+    assert int(config["max_batch_size"]) == 16
+    assert config["platform"] == "onnxruntime_onnx" and config["backend"] == "onnxruntime"
+    assert sorted(i["name"] for i in config["input"]) == ["INPUT0", "INPUT1"]
+    assert api.infer(batch=16) == "1"
 
 
 @pytest.fixture
