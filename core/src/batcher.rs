@@ -281,6 +281,13 @@ fn insert<J>(pending: &mut VecDeque<Entry<J>>, entry: Entry<J>) {
     pending.insert(at, entry);
 }
 
+/// Triton's `DynamicBatchScheduler::GetDynamicBatch`, for a batch not yet handed out. The
+/// queue is walked in order (highest priority first) and the batch is always a prefix of it:
+/// it ends where the next request would exceed `max_batch_size` or has other shapes than the
+/// batch (then it goes at once: it cannot grow), and it is cut back to the last preferred size
+/// it passed, or to where it first outgrew the largest preferred size, which goes at once
+/// while the oldest request's delay has not run out. Otherwise it waits for more requests
+/// until that delay runs out, then goes as it is.
 fn decide<J: Batchable>(
     pending: &VecDeque<Entry<J>>,
     policy: &BatchPolicy,
@@ -290,40 +297,54 @@ fn decide<J: Batchable>(
     let Some(head) = pending.front() else {
         return Decision::Wait(None);
     };
-    let target = policy.largest_preferred();
-    let mut picked = Vec::new();
-    let mut total = 0u64;
-    for (i, job) in pending.iter().enumerate() {
-        if i > 0 && !job.job.compatible(&head.job) {
-            continue;
+    let max_preferred = policy.largest_preferred();
+    let mut size = 0u64;
+    let mut count = 0usize;
+    // (requests, batch size) of the preferred cut, once there is one.
+    let mut best: Option<usize> = None;
+    let mut cannot_grow = false;
+    for job in pending.iter() {
+        let next = job.batch_size().max(1);
+        if count > 0 {
+            if size + next > max_preferred && best.is_none() {
+                best = Some(count);
+            }
+            if size + next > policy.max_batch_size || !job.job.compatible(&head.job) {
+                cannot_grow = true;
+                break;
+            }
         }
-        let size = job.batch_size();
-        if total + size > policy.max_batch_size || (total >= target) {
-            break;
+        size += next;
+        count += 1;
+        if policy.preferred.contains(&size) {
+            best = Some(count);
         }
-        if total + size > target && total > 0 {
-            break;
-        }
-        total += size;
-        picked.push(i);
     }
-    if total >= target {
-        return Decision::Send(picked, Reason::Full);
+    let all = || (0..count).collect::<Vec<_>>();
+    let delay_exceeded = !policy.max_delay.is_zero() && now >= head.enqueued() + policy.max_delay;
+    if let Some(best) = best
+        && !delay_exceeded
+    {
+        let reason = if best == count && size >= max_preferred {
+            Reason::Full
+        } else {
+            Reason::Preferred
+        };
+        return Decision::Send((0..best).collect(), reason);
     }
-    if policy.preferred.contains(&total) {
-        return Decision::Send(picked, Reason::Preferred);
+    if cannot_grow || size >= max_preferred {
+        return Decision::Send(all(), Reason::Full);
     }
     if draining {
-        return Decision::Send(picked, Reason::Draining);
+        return Decision::Send(all(), Reason::Draining);
     }
     if policy.max_delay.is_zero() {
-        return Decision::Send(picked, Reason::NoDelay);
+        return Decision::Send(all(), Reason::NoDelay);
     }
-    let due = head.enqueued() + policy.max_delay;
-    if now >= due {
-        Decision::Send(picked, Reason::DelayExpired)
+    if delay_exceeded {
+        Decision::Send(all(), Reason::DelayExpired)
     } else {
-        Decision::Wait(Some(due))
+        Decision::Wait(Some(head.enqueued() + policy.max_delay))
     }
 }
 
@@ -576,19 +597,62 @@ mod tests {
     }
 
     #[test]
-    fn requests_with_other_dims_wait_for_their_own_batch_and_big_requests_fit() {
+    fn a_batch_is_a_prefix_of_the_queue_as_in_triton() {
         let now = Instant::now();
-        let policy = BatchPolicy::new(8, &[], 0);
+        // Requests of other shapes end the batch (it goes at once: it cannot grow), as Triton
+        // sends its pending batch "as it is" rather than reach past them.
+        let policy = BatchPolicy::new(8, &[], 1000);
         let q = entries(vec![
             job(0, 2, 16, now),
             job(1, 3, 32, now),
             job(2, 5, 16, now),
-            job(3, 2, 16, now),
         ]);
-        // head dims 16: 2 + 5 = 7, then 2 more would exceed 8
         let d = decide(&q, &policy, now, false);
-        assert_eq!(ids(&q, &d), vec![0, 2]);
-        assert!(matches!(d, Decision::Send(_, Reason::NoDelay)));
+        assert_eq!(ids(&q, &d), vec![0]);
+        assert!(matches!(d, Decision::Send(_, Reason::Full)));
+        // The next request would exceed max_batch_size: the batch goes at once, without
+        // waiting for the delay.
+        let q = entries(vec![
+            job(0, 2, 16, now),
+            job(1, 5, 16, now),
+            job(2, 2, 16, now),
+        ]);
+        let d = decide(&q, &policy, now, false);
+        assert_eq!(ids(&q, &d), vec![0, 1]);
+        // With room left it waits for the oldest request's delay.
+        let q = entries(vec![job(0, 2, 16, now), job(1, 5, 16, now)]);
+        assert_eq!(
+            decide(&q, &policy, now, false),
+            Decision::Wait(Some(now + Duration::from_micros(1000)))
+        );
+    }
+
+    #[test]
+    fn the_preferred_cut_goes_first_unless_the_delay_ran_out() {
+        let now = Instant::now();
+        let later = now + Duration::from_micros(200);
+        // preferred [4, 8]: 6 queued -> the batch of 4 goes at once (Triton's "best preferred
+        // batch size"), the rest stays; once the delay has run out, all 6 go.
+        let policy = BatchPolicy::new(8, &[4, 8], 100);
+        let q = entries((0..6).map(|i| job(i, 1, 16, now)).collect());
+        let d = decide(&q, &policy, now, false);
+        assert_eq!(ids(&q, &d), vec![0, 1, 2, 3]);
+        assert!(matches!(d, Decision::Send(_, Reason::Preferred)));
+        let d = decide(&q, &policy, later, false);
+        assert_eq!(ids(&q, &d), (0..6).collect::<Vec<_>>());
+        assert!(matches!(d, Decision::Send(_, Reason::DelayExpired)));
+        // preferred [4], max 8: 3 + 3 outgrows 4, so the first request goes alone at once.
+        let policy = BatchPolicy::new(8, &[4], 100);
+        let q = entries(vec![job(0, 3, 16, now), job(1, 3, 16, now)]);
+        let d = decide(&q, &policy, now, false);
+        assert_eq!(ids(&q, &d), vec![0]);
+        // ... and once the delay ran out, both (6 <= max_batch_size).
+        assert_eq!(ids(&q, &decide(&q, &policy, later, false)), vec![0, 1]);
+        // A single request bigger than every preferred size goes at once.
+        let q = entries(vec![job(0, 6, 16, now)]);
+        let d = decide(&q, &policy, now, false);
+        assert_eq!(ids(&q, &d), vec![0]);
+        assert!(matches!(d, Decision::Send(_, Reason::Full)));
     }
 
     fn dynamic_batching(text: &str) -> ferrite_proto::inference::ModelDynamicBatching {

@@ -284,6 +284,41 @@ async fn dynamic_batching_forms_batches_under_load() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_cannot_take_the_next_request_goes_at_once() {
+    // Triton's GetDynamicBatch: 5 rows pending and 4 behind would exceed max_batch_size 8, so
+    // the 5 go at once ("send_now"), not after the delay; the 4 then wait for theirs.
+    let Some((_repo, server)) = simple_with(
+        "dynamic_batching { max_queue_delay_microseconds: 1500000 }\ninstance_group [ { count: 1, kind: KIND_CPU } ]",
+    ) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    let timed = |batch| {
+        let s = server.clone();
+        async move {
+            let r = s.infer_one(simple_request(batch)).await;
+            (r, started.elapsed())
+        }
+    };
+    let ((five, five_took), (four, four_took)) = tokio::join!(timed(5), timed(4));
+    assert_eq!(five.unwrap().outputs[0].shape, vec![5, 16]);
+    assert_eq!(four.unwrap().outputs[0].shape, vec![4, 16]);
+    let stats = &server.statistics(Some("simple"), None).unwrap()[0];
+    assert_eq!(stats.execution_count, 2, "{stats:?}");
+    let sizes: Vec<u64> = stats.batch_stats.iter().map(|b| b.batch_size).collect();
+    assert!(sizes.contains(&5) && sizes.contains(&4), "{sizes:?}");
+    // The 5 did not wait for the delay; the 4, alone after them, waited for it.
+    assert!(
+        five_took < std::time::Duration::from_millis(1000),
+        "{five_took:?}"
+    );
+    assert!(
+        four_took >= std::time::Duration::from_millis(1400),
+        "{four_took:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_delay_bounds_latency_for_a_lone_request() {
     let Some((_repo, server)) = simple_with(
