@@ -21,6 +21,24 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
         deduce_raw_input(config, req, &prefix)?;
     }
 
+    // Triton refuses a second tensor of a name as the request is built, before anything else.
+    for (i, input) in req.inputs.iter().enumerate() {
+        if req.inputs[..i].iter().any(|t| t.name == input.name) {
+            return Err(Error::invalid_arg(format!(
+                "{prefix}input '{}' already exists in request",
+                input.name
+            )));
+        }
+    }
+    for (i, output) in req.outputs.iter().enumerate() {
+        if req.outputs[..i].iter().any(|o| o.name == output.name) {
+            return Err(Error::invalid_arg(format!(
+                "{prefix}output '{}' already exists in request",
+                output.name
+            )));
+        }
+    }
+
     // Every input must be one the model declares...
     for input in &req.inputs {
         if !config.input.iter().any(|i| i.name == input.name) {
@@ -47,14 +65,6 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
             got.join(","),
             missing.join(",")
         )));
-    }
-    for (i, input) in req.inputs.iter().enumerate() {
-        if req.inputs[..i].iter().any(|t| t.name == input.name) {
-            return Err(Error::invalid_arg(format!(
-                "{prefix}input '{}' appears more than once in the request for model '{model}'",
-                input.name
-            )));
-        }
     }
     for output in &req.outputs {
         if !config.output.iter().any(|o| o.name == output.name) {
@@ -314,6 +324,32 @@ mod tests {
         assert_eq!(
             err(&c, r),
             "unexpected inference output 'NOPE' for model 'add_sub'"
+        );
+    }
+
+    #[test]
+    fn a_tensor_named_twice_is_refused_first() {
+        let c = config(0);
+        let r = req(vec![
+            fp32("INPUT0", vec![16]),
+            fp32("INPUT0", vec![16]),
+            fp32("INPUT1", vec![16]),
+        ]);
+        assert_eq!(
+            err(&c, r),
+            "[request id: req-1] input 'INPUT0' already exists in request"
+        );
+        let mut r = req(vec![fp32("INPUT0", vec![16]), fp32("INPUT1", vec![16])]);
+        for _ in 0..2 {
+            r.outputs.push(crate::request::RequestedOutput {
+                name: "OUTPUT0".into(),
+                ..Default::default()
+            });
+        }
+        r.id.clear();
+        assert_eq!(
+            err(&c, r),
+            "[request id: <id_unknown>] output 'OUTPUT0' already exists in request"
         );
     }
 

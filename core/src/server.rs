@@ -25,10 +25,14 @@ use crate::{Error, Result, clock};
 /// Ferrite's version, reported as the server version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The protocol extensions Ferrite implements (server metadata's `extensions`).
+/// The protocol extensions Ferrite implements (server metadata's `extensions`): Triton's
+/// list, in Triton's order.
 pub const EXTENSIONS: &[&str] = &[
     "classification",
+    "sequence",
     "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
     "model_configuration",
     "system_shared_memory",
     "cuda_shared_memory",
@@ -514,7 +518,7 @@ impl Server {
                             .find(|m| m.version() == v)
                             .ok_or_else(|| {
                                 Error::invalid_arg(format!(
-                                    "requested model '{name}' version {v} is not available"
+                                    "requested model version is not available for model '{name}'"
                                 ))
                             })?;
                         out.push(m.stats());

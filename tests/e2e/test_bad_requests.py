@@ -65,6 +65,26 @@ def test_unknown_version(hostport):
              path="/v2/models/simple/versions/7/infer", content_type="text/plain")
 
 
+def test_duplicate_input(hostport):
+    # Triton refuses the second tensor of a name as the request is built (core AddOriginalInput)
+    req = {"id": "req-1", "inputs": [tensor("INPUT0", [1, 16], A16), tensor("INPUT0", [1, 16], A16),
+                                     tensor("INPUT1", [1, 16], ONES16)]}
+    json_err(hostport, req, 400, "[request id: req-1] input 'INPUT0' already exists in request")
+
+
+def test_duplicate_requested_output(hostport):
+    # ... and the second requested output of a name (AddRequestedOutput), before execution
+    req = {"inputs": [tensor("INPUT0", [1, 16], A16), tensor("INPUT1", [1, 16], ONES16)],
+           "outputs": [{"name": "OUTPUT0"}, {"name": "OUTPUT1"}, {"name": "OUTPUT0"}]}
+    json_err(hostport, req, 400, "[request id: <id_unknown>] output 'OUTPUT0' already exists in request")
+
+
+def test_statistics_of_an_unknown_version(hostport):
+    reply = u.request(hostport, "GET", "/v2/models/simple/versions/7/stats")
+    u.assert_reply(reply, 400, "application/json",
+                   u.error_body("requested model version is not available for model 'simple'"))
+
+
 def test_wrong_shape(hostport):
     # batch dim 8 then [] where [16] is expected; Triton prints the full shape with the -1
     # batch dim and, for max_batch_size > 0, appends its NOTE

@@ -110,6 +110,24 @@ def test_unknown_output(grpc_client):
     u.assert_grpc_error(e, "INVALID_ARGUMENT", "unexpected inference output 'NOPE' for model 'simple'")
 
 
+def test_duplicate_input(grpc_client):
+    e = infer_error(grpc_client, [GOOD[0], GOOD[0], GOOD[1]], request_id="req-1")
+    u.assert_grpc_error(e, "INVALID_ARGUMENT", "[request id: req-1] input 'INPUT0' already exists in request")
+
+
+def test_duplicate_requested_output(grpc_client):
+    outputs = [grpcclient.InferRequestedOutput(n) for n in ("OUTPUT0", "OUTPUT1", "OUTPUT0")]
+    e = infer_error(grpc_client, GOOD, outputs=outputs)
+    u.assert_grpc_error(e, "INVALID_ARGUMENT",
+                        "[request id: <id_unknown>] output 'OUTPUT0' already exists in request")
+
+
+def test_statistics_of_an_unknown_version(grpc_client):
+    with pytest.raises(InferenceServerException) as e:
+        grpc_client.get_inference_statistics("simple", model_version="7", client_timeout=TIMEOUT)
+    u.assert_grpc_error(e.value, "INVALID_ARGUMENT", "requested model version is not available for model 'simple'")
+
+
 @pytest.mark.parametrize("request_id,prefix", [("", "<id_unknown>"), ("req-9", "req-9")])
 def test_batch_over_max(grpc_client, request_id, prefix):
     e = infer_error(grpc_client, [("INPUT0", int32(9, 16), "INT32"), ("INPUT1", int32(9, 16), "INT32")],

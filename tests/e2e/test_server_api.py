@@ -27,21 +27,11 @@ TRITON_EXTENSIONS = [
     "logging",
 ]
 
-# What Ferrite implements so far, in Triton's order: it claims no extension it lacks
-# (sequence... join the list as they land). The shared memory extensions are
-# claimed whether or not --allow-client-shm lets clients use them, as Triton always claims them.
-FERRITE_EXTENSIONS = [
-    "classification",
-    "model_repository",
-    "model_configuration",
-    "system_shared_memory",
-    "cuda_shared_memory",
-    "binary_tensor_data",
-    "parameters",
-    "statistics",
-    "trace",
-    "logging",
-]
+# Ferrite implements each of them (sequence batching, unload_dependents, priorities and queue
+# policies included), so it claims Triton's list, in Triton's order. The shared memory
+# extensions are claimed whether or not --allow-client-shm lets clients use them, as Triton
+# always claims them.
+FERRITE_EXTENSIONS = TRITON_EXTENSIONS
 
 
 def test_health_with_tritonclient(client):
