@@ -2,7 +2,8 @@
 # Prints the server's overhead on `simple` over HTTP at concurrency 1: the server's p50
 # latency against ONNX Runtime's own run p50 on the same input (see
 # frontends/server/benches/overhead.rs), then throughput at concurrency 1-16 over HTTP and gRPC
-# (protocols.rs), dynamic batching (batching.rs), the cost of metrics (metrics.rs),
+# (protocols.rs), dynamic batching (batching.rs), what the batcher adds to a lone request
+# (batcher_delay.rs), the cost of metrics (metrics.rs),
 # sequence batching with implicit state (sequences.rs), and the classify_image ensemble against
 # client-side pre-processing (pipelines.rs).
 set -euo pipefail
@@ -13,6 +14,7 @@ bash scripts/setup.sh --copy-ort target/release
 cargo bench -p ferrite-server --bench overhead
 cargo bench -p ferrite-server --bench protocols
 cargo bench -p ferrite-server --bench batching
+cargo bench -p ferrite-server --bench batcher_delay
 cargo bench -p ferrite-server --bench metrics
 cargo bench -p ferrite-server --bench sequences
 cargo bench -p ferrite-server --bench pipelines

@@ -405,6 +405,33 @@ fn expire<J: Batchable>(
     pending.extend(delayed);
 }
 
+/// How early a timed wait for the queue delay wakes to watch the queue itself: a parked
+/// thread takes tens of microseconds to run again once its timer fires (more on a busy
+/// machine), which a delay of 100 us cannot absorb.
+const WAKE_EARLY: Duration = Duration::from_micros(50);
+
+/// The next request, or `Timeout` at `deadline`: parked until shortly before it, then
+/// watching the queue until it is due, so that the batch goes on time.
+fn wait_until<J>(input: &Receiver<J>, deadline: Instant) -> Result<J, RecvTimeoutError> {
+    let now = Instant::now();
+    if deadline > now + WAKE_EARLY {
+        match input.recv_timeout(deadline - WAKE_EARLY - now) {
+            Err(RecvTimeoutError::Timeout) => {}
+            other => return other,
+        }
+    }
+    loop {
+        match input.try_recv() {
+            Ok(job) => return Ok(job),
+            Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(TryRecvError::Empty) if Instant::now() >= deadline => {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            Err(TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+}
+
 /// Runs the batcher until `input` is closed and everything queued was handed out. `drop`
 /// answers a request that leaves the queue without running; `levels` is the number of
 /// priority levels (ranks at or beyond it are delayed requests).
@@ -416,6 +443,8 @@ pub fn run<J: Batchable>(
     instances: Sender<Vec<J>>,
     drop: impl Fn(J, Dropped),
 ) {
+    // The delay is a bound: waits on it must not overrun by the kernel's timer slack.
+    crate::clock::precise_timed_waits();
     let mut pending: VecDeque<Entry<J>> = VecDeque::new();
     let mut draining = false;
     let admit = |pending: &mut VecDeque<Entry<J>>, job: J| {
@@ -480,7 +509,7 @@ pub fn run<J: Batchable>(
                     (a, b) => a.or(b),
                 };
                 let next = match until {
-                    Some(t) => input.recv_timeout(t.saturating_duration_since(Instant::now())),
+                    Some(t) => wait_until(&input, t),
                     None => input.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 };
                 match next {

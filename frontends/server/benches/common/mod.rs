@@ -149,6 +149,18 @@ impl ServerProcess {
         server
     }
 
+    /// The server's CPU time so far (user + system, from /proc; clock ticks of 10 ms).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("/proc/<pid>/stat");
+        // Fields after the command's closing parenthesis: utime and stime are the 12th and
+        // 13th (fields 14 and 15 of the whole line).
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
     pub fn address(&self, service: &str) -> Option<&str> {
         self.addresses
             .iter()
