@@ -22,21 +22,15 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
     }
 
     // Triton refuses a second tensor of a name as the request is built, before anything else.
-    for (i, input) in req.inputs.iter().enumerate() {
-        if req.inputs[..i].iter().any(|t| t.name == input.name) {
-            return Err(Error::invalid_arg(format!(
-                "{prefix}input '{}' already exists in request",
-                input.name
-            )));
-        }
+    if let Some(name) = first_duplicate(req.inputs.iter().map(|t| t.name.as_str())) {
+        return Err(Error::invalid_arg(format!(
+            "{prefix}input '{name}' already exists in request"
+        )));
     }
-    for (i, output) in req.outputs.iter().enumerate() {
-        if req.outputs[..i].iter().any(|o| o.name == output.name) {
-            return Err(Error::invalid_arg(format!(
-                "{prefix}output '{}' already exists in request",
-                output.name
-            )));
-        }
+    if let Some(name) = first_duplicate(req.outputs.iter().map(|o| o.name.as_str())) {
+        return Err(Error::invalid_arg(format!(
+            "{prefix}output '{name}' already exists in request"
+        )));
     }
 
     // Every input must be one the model declares...
@@ -176,6 +170,22 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
         reshape_inputs(config, req)?;
     }
     Ok(batch_size.map_or(1, |b| b as u64))
+}
+
+/// The first name that appeared before. Linear in the count (a hostile request may name
+/// thousands of tensors); the few tensors of an ordinary request are compared directly.
+fn first_duplicate<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Option<&'a str> {
+    if names.len() <= 8 {
+        let names: Vec<&str> = names.collect();
+        return names
+            .iter()
+            .enumerate()
+            .find(|&(i, n)| names[..i].contains(n))
+            .map(|(_, n)| *n);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut names = names;
+    names.find(|n| !seen.insert(*n))
 }
 
 /// The model sees each input with a `reshape` in that shape (the batch dimension kept), as
@@ -324,6 +334,20 @@ mod tests {
         assert_eq!(
             err(&c, r),
             "unexpected inference output 'NOPE' for model 'add_sub'"
+        );
+    }
+
+    #[test]
+    fn duplicates_are_found_in_short_and_long_lists() {
+        assert_eq!(first_duplicate(["a", "b", "a"].into_iter()), Some("a"));
+        assert_eq!(first_duplicate(["a", "b"].into_iter()), None);
+        let many: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
+        assert_eq!(first_duplicate(many.iter().map(String::as_str)), None);
+        let mut again = many.clone();
+        again.push("t77".into());
+        assert_eq!(
+            first_duplicate(again.iter().map(String::as_str)),
+            Some("t77")
         );
     }
 
