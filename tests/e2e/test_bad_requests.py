@@ -79,6 +79,14 @@ def test_duplicate_requested_output(hostport):
     json_err(hostport, req, 400, "[request id: <id_unknown>] output 'OUTPUT0' already exists in request")
 
 
+def test_element_count_past_int64_max(hostport):
+    # Triton's HTTP frontend (GetElementCount overflow) for JSON data
+    req = {"inputs": [{"name": "INPUT0", "shape": [4294967296, 4294967296], "datatype": "INT32", "data": [1]},
+                      tensor("INPUT1", [1, 16], ONES16)]}
+    json_err(hostport, req, 400, "invalid shape for input 'INPUT0': shape [4294967296,4294967296] causes total "
+                                 "element count to exceed maximum size of 9223372036854775807")
+
+
 def test_statistics_of_an_unknown_version(hostport):
     reply = u.request(hostport, "GET", "/v2/models/simple/versions/7/stats")
     u.assert_reply(reply, 400, "application/json",

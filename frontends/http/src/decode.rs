@@ -372,12 +372,16 @@ fn input_tensor(
         return Ok(Tensor::new(name, datatype, shape, data));
     }
 
+    // Triton's GetElementCount: the product of the dims, refused past INT64_MAX.
     let count = shape
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+        .try_fold(1i64, |acc, &d| acc.checked_mul(d))
+        .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| {
             Error::invalid_arg(format!(
-                "the shape of input '{name}' holds too many elements"
+                "invalid shape for input '{name}': shape {} causes total element count to exceed maximum size of {}",
+                ferrite_core::tensor::shape_string(&shape),
+                i64::MAX
             ))
         })?;
     if count == 0 {
@@ -563,6 +567,16 @@ mod tests {
             r#"{{"inputs":[{{"name":"X","datatype":"{datatype}","shape":{shape},"data":{data}}}]}}"#
         );
         decode(&h, b"").map(|d| d.request.inputs[0].data.clone())
+    }
+
+    #[test]
+    fn an_element_count_past_int64_max_gets_tritons_text() {
+        let e = one_input("BYTES", "[4294967296,4294967296]", r#"["a"]"#).unwrap_err();
+        assert_eq!(e.code(), ferrite_core::ErrorCode::InvalidArg);
+        assert_eq!(
+            e.message(),
+            "invalid shape for input 'X': shape [4294967296,4294967296] causes total element count to exceed maximum size of 9223372036854775807"
+        );
     }
 
     #[test]
