@@ -237,27 +237,44 @@ fn deduce_raw_input(config: &ModelConfig, req: &mut InferenceRequest, prefix: &s
         .ok_or_else(|| Error::internal("raw request without data"))?;
     input.name = declared.name.clone();
     input.datatype = dt;
+    // Triton's deduction (InferenceRequest::Normalize): the configured dims (after a batch of
+    // 1), one variable dimension taken from the data's size; a BYTES input must be [1] and its
+    // body is that one element.
     let mut shape = Vec::new();
     if config.max_batch_size > 0 {
         shape.push(1);
     }
     shape.extend_from_slice(&declared.dims);
-    if shape.contains(&-1) {
-        // One variable dimension can be deduced from the data size for fixed-size types.
-        let known: i64 = shape.iter().filter(|&&d| d != -1).product();
-        match dt.element_size() {
-            Some(size) if shape.iter().filter(|&&d| d == -1).count() == 1 && known > 0 => {
-                let elements = (input.data.len() / size) as i64;
-                let deduced = elements / known;
-                for d in shape.iter_mut().filter(|d| **d == -1) {
-                    *d = deduced;
-                }
-            }
-            _ => {
+    let variable: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] == -1).collect();
+    if variable.len() > 1 {
+        return Err(Error::invalid_arg(format!(
+            "{prefix}The shape of the raw input '{}' can not be deduced because there are more than one variable-sized dimension",
+            declared.name
+        )));
+    }
+    let known: i64 = shape.iter().filter(|&&d| d != -1).product();
+    match dt.element_size() {
+        None => {
+            if !variable.is_empty() || known != 1 {
                 return Err(Error::invalid_arg(format!(
-                    "{prefix}cannot deduce the shape of raw input '{}' for model '{}' from its data",
-                    declared.name, config.name
+                    "{prefix}For BYTE datatype raw input '{}', the model must have input shape [1]",
+                    declared.name
                 )));
+            }
+            let len = u32::try_from(input.data.len()).map_err(|_| {
+                Error::invalid_arg(format!(
+                    "{prefix}raw input '{}' is larger than a BYTES element can be (4 GiB)",
+                    declared.name
+                ))
+            })?;
+            let mut element = Vec::with_capacity(4 + input.data.len());
+            element.extend_from_slice(&len.to_le_bytes());
+            element.extend_from_slice(&input.data);
+            input.data = bytes::Bytes::from(element);
+        }
+        Some(size) => {
+            if let Some(&axis) = variable.first() {
+                shape[axis] = (input.data.len() / size) as i64 / known.max(1);
             }
         }
     }
@@ -457,6 +474,41 @@ mod tests {
         short.data = Bytes::from(vec![0u8; 60]);
         assert!(
             err(&c, req(vec![short, fp32("INPUT1", vec![16])])).contains("Expected 64, got 60")
+        );
+    }
+
+    #[test]
+    fn raw_inputs_are_deduced_as_triton_does() {
+        let one = |dims: &str, dt: &str, mbs: i32, body: &[u8]| {
+            let c = ferrite_proto::parse_model_config(&format!(
+                r#"name: "m" max_batch_size: {mbs}
+                   input [ {{ name: "X" data_type: {dt} dims: {dims} }} ]"#
+            ))
+            .unwrap();
+            let mut r = req(vec![Tensor::new(
+                "",
+                DataType::Uint8,
+                vec![],
+                Bytes::copy_from_slice(body),
+            )]);
+            r.raw_input = true;
+            deduce_raw_input(&c, &mut r, "[request id: req-1] ").map(|()| r.inputs.remove(0))
+        };
+        let t = one("[ 2, -1 ]", "TYPE_FP32", 4, &[0; 24]).unwrap();
+        assert_eq!((t.name.as_str(), t.shape), ("X", vec![1, 2, 3]));
+        assert_eq!(
+            one("[ -1, -1 ]", "TYPE_FP32", 0, &[0; 24])
+                .unwrap_err()
+                .message(),
+            "[request id: req-1] The shape of the raw input 'X' can not be deduced because there are more than one variable-sized dimension"
+        );
+        // BYTES: the body is one element of a [1] input.
+        let t = one("[ 1 ]", "TYPE_STRING", 0, b"a\0b").unwrap();
+        assert_eq!(t.shape, vec![1]);
+        assert_eq!(&t.data[..], b"\x03\0\0\0a\0b");
+        assert_eq!(
+            one("[ -1 ]", "TYPE_STRING", 0, b"x").unwrap_err().message(),
+            "[request id: req-1] For BYTE datatype raw input 'X', the model must have input shape [1]"
         );
     }
 

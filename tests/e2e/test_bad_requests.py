@@ -164,6 +164,26 @@ def test_empty_body(hostport):
         "2 inputs in 'simple' model configuration"))
 
 
+def test_raw_body_for_an_input_that_cannot_take_it(hostport):
+    # Triton's Normalize: a raw BYTES input must be [1] (simple_identity's is [-1])
+    reply = u.request(hostport, "POST", "/v2/models/simple_identity/infer", b"abc",
+                      {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "0"})
+    u.assert_reply(reply, 400, "application/json", u.error_body(
+        "[request id: <id_unknown>] For BYTE datatype raw input 'INPUT0', the model must have input shape [1]"))
+
+
+def test_raw_body_for_a_fixed_size_input_is_deduced(hostport):
+    # One FP32 input [3,224,224] after a batch of 1: the body is the tensor, the outputs binary
+    body = np.zeros((1, 3, 224, 224), dtype=np.float32).tobytes()
+    reply = u.request(hostport, "POST", "/v2/models/efficientnet_lite0_onnx/infer", body,
+                      {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "0"})
+    assert reply.status == 200, reply
+    hlen = int(reply.header("Inference-Header-Content-Length"))
+    header = json.loads(reply.body[:hlen])
+    assert header["outputs"][0]["shape"] == [1, 1000]
+    assert len(reply.body) - hlen == 4000
+
+
 @pytest.mark.parametrize("request_id,prefix", [(None, "<id_unknown>"), ("req-9", "req-9")])
 def test_batch_over_max(hostport, request_id, prefix):
     # reference 37
