@@ -199,6 +199,37 @@ impl Plan {
         })
     }
 
+    /// Which steps a request that asks for `requested` outputs (empty: every output) runs, as
+    /// Triton prunes its ensembles: a step none of whose outputs is requested or read by a step
+    /// that runs does not run.
+    pub fn needed_steps(&self, requested: &[RequestedOutput]) -> Vec<bool> {
+        if requested.is_empty() {
+            return vec![true; self.steps.len()];
+        }
+        let mut needed_tensors: HashSet<&str> = requested.iter().map(|o| o.name.as_str()).collect();
+        let mut needed = vec![false; self.steps.len()];
+        // Backwards from the requested outputs until nothing new is needed (the graph has no
+        // cycles, so this ends after at most one pass per step).
+        loop {
+            let mut changed = false;
+            for (i, step) in self.steps.iter().enumerate() {
+                if !needed[i]
+                    && step
+                        .outputs
+                        .iter()
+                        .any(|(_, t)| needed_tensors.contains(t.as_str()))
+                {
+                    needed[i] = true;
+                    changed = true;
+                    needed_tensors.extend(step.inputs.iter().map(|(_, t)| t.as_str()));
+                }
+            }
+            if !changed {
+                return needed;
+            }
+        }
+    }
+
     /// The models the ensemble runs, each once, in step order.
     pub fn models(&self) -> Vec<String> {
         let mut seen = HashSet::new();
@@ -369,6 +400,13 @@ impl Ensemble {
             deadline,
             ..
         } = request;
+        // Steps whose outputs nobody needs count as started: they never run.
+        let started = self
+            .plan
+            .needed_steps(&outputs)
+            .into_iter()
+            .map(|needed| !needed)
+            .collect();
         let run = Arc::new(Run {
             ensemble: Arc::clone(self),
             context: Arc::clone(context),
@@ -382,7 +420,7 @@ impl Ensemble {
             reply,
             state: Mutex::new(RunState {
                 tensors: inputs.into_iter().map(|t| (t.name.clone(), t)).collect(),
-                started: vec![false; self.plan.steps.len()],
+                started,
                 running: 0,
                 done: false,
             }),
@@ -665,6 +703,43 @@ mod tests {
             p.steps[2].inputs,
             vec![("p".into(), "A".into()), ("q".into(), "B".into())]
         );
+    }
+
+    #[test]
+    fn steps_whose_outputs_nobody_needs_are_pruned() {
+        // IN -> a -> A -> c -> OUT1;  IN -> b -> B -> d -> OUT2;  A -> d too.
+        let p = plan(
+            r#"name: "e" platform: "ensemble" max_batch_size: 4
+            input [ { name: "IN" data_type: TYPE_FP32 dims: [ 2 ] } ]
+            output [ { name: "OUT1" data_type: TYPE_FP32 dims: [ 2 ] },
+                     { name: "OUT2" data_type: TYPE_FP32 dims: [ 2 ] } ]
+            ensemble_scheduling { step [
+              { model_name: "a" input_map { key: "x" value: "IN" } output_map { key: "y" value: "A" } },
+              { model_name: "b" input_map { key: "x" value: "IN" } output_map { key: "y" value: "B" } },
+              { model_name: "c" input_map { key: "x" value: "A" } output_map { key: "y" value: "OUT1" } },
+              { model_name: "d" input_map [ { key: "x" value: "B" }, { key: "z" value: "A" } ] output_map { key: "y" value: "OUT2" } }
+            ] }"#,
+        )
+        .unwrap();
+        let asked = |names: &[&str]| -> Vec<RequestedOutput> {
+            names
+                .iter()
+                .map(|n| RequestedOutput {
+                    name: n.to_string(),
+                    ..Default::default()
+                })
+                .collect()
+        };
+        assert_eq!(p.needed_steps(&[]), vec![true; 4]);
+        assert_eq!(
+            p.needed_steps(&asked(&["OUT1"])),
+            vec![true, false, true, false]
+        );
+        assert_eq!(
+            p.needed_steps(&asked(&["OUT2"])),
+            vec![true, true, false, true]
+        );
+        assert_eq!(p.needed_steps(&asked(&["OUT2", "OUT1"])), vec![true; 4]);
     }
 
     #[test]

@@ -191,6 +191,36 @@ def test_statistics_count_every_step(pipelines):
         h.close()
 
 
+def test_steps_nobody_needs_do_not_run(ferrite):
+    # Triton prunes an ensemble to the requested outputs: a step none of whose outputs is
+    # requested or read by a step that runs is not run, and its model counts no inference.
+    repo = ferrite.repo("simple")
+    u.add_model_with_config(repo, "simple_b", u.read_pbtxt("simple").replace('"simple"', '"simple_b"'))
+    add_ensemble(repo, "fork", [step("simple", "IN0", "IN1", "OUT0", None),
+                                step("simple_b", "IN0", "IN1", None, "OUT1")])
+    srv = ferrite.start([repo])
+    h = httpclient.InferenceServerClient(srv.hostport)
+    try:
+        def count(model: str) -> int:
+            stats = h.get_inference_statistics(model)["model_stats"][0]
+            return int(stats.get("inference_count", 0))
+
+        a, b = pair(2, seed=3)
+        only0 = infer_http(h, "fork", a, b, outputs=["OUT0"])
+        np.testing.assert_array_equal(only0.as_numpy("OUT0"), a + b)
+        assert only0.as_numpy("OUT1") is None
+        assert (count("simple"), count("simple_b")) == (2, 0)
+        only1 = infer_http(h, "fork", a, b, outputs=["OUT1"])
+        np.testing.assert_array_equal(only1.as_numpy("OUT1"), a - b)
+        assert (count("simple"), count("simple_b")) == (2, 2)
+        both = infer_http(h, "fork", a, b)
+        np.testing.assert_array_equal(both.as_numpy("OUT0"), a + b)
+        np.testing.assert_array_equal(both.as_numpy("OUT1"), a - b)
+        assert (count("simple"), count("simple_b")) == (4, 4)
+    finally:
+        h.close()
+
+
 def test_startup_reports_broken_ensembles(ferrite):
     repo = ferrite.repo("simple")
     add_ensemble(repo, "needs_missing", [step("no_such_model", "IN0", "IN1", "OUT0", "OUT1")])
