@@ -465,3 +465,41 @@ def test_unload_answers_a_sequence_waiting_for_a_slot(ferrite, connect):
             waiting.result(timeout=5)
     assert e.value.status() == "StatusCode.UNAVAILABLE", e.value.message()
     assert "unloading" in e.value.message(), e.value.message()
+
+
+# --- ensembles of a sequence model ---------------------------------------------------------------
+
+ACC_ENSEMBLE = """name: "acc_ensemble"
+platform: "ensemble"
+max_batch_size: 8
+input [ { name: "INPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+output [ { name: "OUTPUT" data_type: TYPE_INT32 dims: [ 1 ] } ]
+ensemble_scheduling { step [ { model_name: "sequence_accumulator" model_version: -1
+  input_map { key: "INPUT" value: "INPUT" } output_map { key: "OUTPUT" value: "OUTPUT" } } ] }
+"""
+
+
+@pytest.mark.parametrize("proto", PROTOS)
+def test_an_ensemble_passes_its_sequence_to_the_step(ferrite, connect, proto):
+    # Triton gives each step the ensemble request's correlation id, flags and parameters, so
+    # the accumulator keeps one running sum per sequence behind the ensemble too; a step model
+    # that sets no sequence parameters in its responses leaves the ensemble's without them.
+    repo = ferrite.repo("sequence_accumulator")
+    (repo / "acc_ensemble" / "1").mkdir(parents=True)
+    (repo / "acc_ensemble" / "config.pbtxt").write_text(ACC_ENSEMBLE)
+    srv = ferrite.start([repo])
+    a, b = connect(srv, proto), connect(srv, proto)
+    got_a, got_b = [], []
+    for j, (va, vb) in enumerate([(1, 10), (2, 20), (3, 30)]):
+        last = j == 2
+        got_a.append(a.infer("acc_ensemble", 71, va, start=j == 0, end=last))
+        got_b.append(b.infer("acc_ensemble", "seq-b", vb, start=j == 0, end=last))
+    assert (got_a, got_b) == ([1, 3, 6], [10, 30, 60])
+    if proto == "stream":
+        a.send("acc_ensemble", 72, 5, start=True, end=True)
+        response = a.receive().get_response()
+        sequence_keys = {"sequence_id", "sequence_start", "sequence_end"}
+        assert not sequence_keys & set(response.parameters), response.parameters
+    # A request of the ensemble without a sequence id is refused by the step, named.
+    code, message = error_of(a.infer, "acc_ensemble", 0, 1)
+    assert "in ensemble 'acc_ensemble', step 0 (model 'sequence_accumulator')" in message, message
