@@ -213,16 +213,20 @@ impl Batchable for Job {
         self.batch_size
     }
 
-    /// Same inputs with the same types and the same dimensions after the batch dimension.
+    /// Same inputs with the same types and the same dimensions after the batch dimension,
+    /// except for inputs with `allow_ragged_batch`, whose shapes may differ (Triton's ragged
+    /// batching: the driver concatenates them).
     fn compatible(&self, other: &Self) -> bool {
         let (a, b) = (&self.request.inputs, &other.request.inputs);
+        let ragged = &self.sink.shared.ragged_inputs;
         a.len() == b.len()
             && a.iter().all(|t| {
                 b.iter().any(|u| {
                     u.name == t.name
                         && u.datatype == t.datatype
-                        && u.shape.len() == t.shape.len()
-                        && u.shape.get(1..) == t.shape.get(1..)
+                        && (ragged.contains(&t.name)
+                            || u.shape.len() == t.shape.len()
+                                && u.shape.get(1..) == t.shape.get(1..))
                 })
             })
     }
@@ -271,6 +275,8 @@ pub(crate) struct Shared {
     state_outputs: Vec<String>,
     /// `model_transaction_policy { decoupled: true }`: any number of responses per request.
     pub(crate) decoupled: bool,
+    /// Inputs with `allow_ragged_batch`: requests whose shapes of them differ batch together.
+    ragged_inputs: Vec<String>,
 }
 
 impl Shared {
@@ -311,6 +317,12 @@ impl Shared {
                 .model_transaction_policy
                 .as_ref()
                 .is_some_and(|p| p.decoupled),
+            ragged_inputs: config
+                .input
+                .iter()
+                .filter(|i| i.allow_ragged_batch)
+                .map(|i| i.name.clone())
+                .collect(),
         })
     }
 }

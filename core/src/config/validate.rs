@@ -108,6 +108,7 @@ pub fn validate(config: &ModelConfig) -> Vec<ConfigIssue> {
     }
 
     issues.0.extend(reshape_issues(config));
+    batch_io(config, &mut issues);
 
     match config
         .version_policy
@@ -175,6 +176,69 @@ pub fn validate(config: &ModelConfig) -> Vec<ConfigIssue> {
         }
     }
     issues.0
+}
+
+/// Triton's `ValidateBatchIO`, with its texts: each batch input and output names one source
+/// input of the model, batch inputs are INT32 or FP32, batch outputs target outputs of the
+/// model, each once.
+fn batch_io(config: &ModelConfig, issues: &mut Issues) {
+    use ferrite_proto::inference::{DataType as D, batch_input, batch_output};
+    let is_input = |name: &str| config.input.iter().any(|i| i.name == name);
+    let is_output = |name: &str| config.output.iter().any(|o| o.name == name);
+    for (i, b) in config.batch_input.iter().enumerate() {
+        let path = format!("batch_input[{i}]");
+        match batch_input::Kind::try_from(b.kind) {
+            Ok(kind) if b.source_input.len() != 1 => issues.add(
+                &path,
+                format!(
+                    "batch input kind '{}' expects 1 source input, got {}",
+                    kind.as_str_name(),
+                    b.source_input.len()
+                ),
+            ),
+            Ok(_) => {}
+            Err(_) => issues.add(&path, format!("unknown batch input kind '{}'", b.kind)),
+        }
+        if b.data_type != D::TypeInt32 as i32 && b.data_type != D::TypeFp32 as i32 {
+            issues.add(
+                &path,
+                "batch input data type must be TYPE_INT32 or TYPE_FP32",
+            );
+        }
+        for source in b.source_input.iter().filter(|s| !is_input(s)) {
+            issues.add(&path, format!("unknown source input name '{source}'"));
+        }
+    }
+    for (i, b) in config.batch_output.iter().enumerate() {
+        let path = format!("batch_output[{i}]");
+        match batch_output::Kind::try_from(b.kind) {
+            Ok(kind) if b.source_input.len() != 1 => issues.add(
+                &path,
+                format!(
+                    "batch output kind '{}' expects 1 source input, got {}",
+                    kind.as_str_name(),
+                    b.source_input.len()
+                ),
+            ),
+            Ok(_) => {}
+            Err(_) => issues.add(&path, format!("unknown batch output kind '{}'", b.kind)),
+        }
+        for source in b.source_input.iter().filter(|s| !is_input(s)) {
+            issues.add(&path, format!("unknown source input name '{source}'"));
+        }
+        let mut seen = HashSet::new();
+        for target in &b.target_name {
+            if !is_output(target) {
+                issues.add(&path, format!("unknown target output name '{target}'"));
+            }
+            if !seen.insert(target.as_str()) {
+                issues.add(
+                    &path,
+                    format!("target output name '{target}' can only be specified once"),
+                );
+            }
+        }
+    }
 }
 
 /// Triton's checks of every `reshape` against its tensor's `dims`. They need nothing a
@@ -256,6 +320,33 @@ mod tests {
             vec![
                 "input[1].reshape: model input 'B' has different size for dims and reshape",
                 "output[0].reshape: model output 'C' cannot have empty reshape for non-batching model as scalar tensors are not supported",
+            ]
+        );
+    }
+
+    #[test]
+    fn batch_inputs_and_outputs_are_checked_as_triton_does() {
+        let mut c = ferrite_proto::parse_model_config(
+            r#"name: "m" platform: "onnxruntime_onnx" max_batch_size: 8
+               input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]
+               output [ { name: "Y" data_type: TYPE_FP32 dims: [ -1 ] } ]
+               batch_input [
+                 { kind: BATCH_ACCUMULATED_ELEMENT_COUNT target_name: "INDEX" data_type: TYPE_FP32 source_input: "X" },
+                 { kind: BATCH_ELEMENT_COUNT target_name: "N" data_type: TYPE_INT64 source_input: [ "X", "Z" ] } ]
+               batch_output [
+                 { kind: BATCH_SCATTER_WITH_INPUT_SHAPE target_name: [ "Y", "Y", "W" ] source_input: "X" } ]"#,
+        )
+        .unwrap();
+        super::super::normalize(&mut c, false);
+        let texts: Vec<String> = validate(&c).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            vec![
+                "batch_input[1]: batch input kind 'BATCH_ELEMENT_COUNT' expects 1 source input, got 2",
+                "batch_input[1]: batch input data type must be TYPE_INT32 or TYPE_FP32",
+                "batch_input[1]: unknown source input name 'Z'",
+                "batch_output[0]: target output name 'Y' can only be specified once",
+                "batch_output[0]: unknown target output name 'W'",
             ]
         );
     }

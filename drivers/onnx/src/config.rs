@@ -9,6 +9,7 @@ use ort::session::Session;
 use ort::value::{Outlet, ValueType};
 use serde_json::{Value, json};
 
+use crate::ragged::Ragged;
 use crate::types::from_ort;
 
 /// `max_batch_size` given to a model that can batch and whose configuration does not say
@@ -123,10 +124,15 @@ fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<S
         .filter_map(|e| e.get("name").and_then(Value::as_str))
         .collect();
     let (server_inputs, _) = sequence_io(config);
+    let ragged = Ragged::from_config(config)?;
     let missing: Vec<&str> = inputs
         .iter()
         .map(|io| io.name.as_str())
-        .filter(|n| !configured.contains(n) && !server_inputs.iter().any(|s| s == n))
+        .filter(|n| {
+            !configured.contains(n)
+                && !server_inputs.iter().any(|s| s == n)
+                && !ragged.is_batch_input(n)
+        })
         .collect();
     if !missing.is_empty() {
         return Err(Error::invalid_arg(format!(
@@ -184,6 +190,20 @@ fn check(model: &str, config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<S
                         .outputs
                         .push((name.to_string(), ints(entry.get("dims"))));
                 }
+                continue;
+            }
+            if kind == "input" && ragged.is_ragged(name) {
+                // Triton's backends take a ragged input as one flat tensor.
+                if io.dims != [-1] {
+                    return Err(Error::invalid_arg(format!(
+                        "unable to load model '{model}', configuration expects model provides input with shape [-1]  for ragged input '{name}', model provides {}",
+                        shape_string(&io.dims)
+                    )));
+                }
+                continue;
+            }
+            if kind == "output" && ragged.batch_output(name).is_some() {
+                // A batch output's shape need not be the model's.
                 continue;
             }
             compare_dims(model, name, &io.dims, &dims, max_batch, kind == "output")?;
@@ -279,7 +299,15 @@ fn complete(config: &Value, inputs: &[Io], outputs: &[Io]) -> Result<Value> {
         obj.insert("max_batch_size".into(), json!(max_batch));
     }
     let batching = max_batch > 0;
-    let (server_inputs, state_outputs) = sequence_io(&Value::Object(obj.clone()));
+    let (mut server_inputs, state_outputs) = sequence_io(&Value::Object(obj.clone()));
+    // Batch inputs are the server's to make, like sequence controls.
+    let ragged = Ragged::from_config(&Value::Object(obj.clone()))?;
+    server_inputs.extend(
+        ragged
+            .batch_inputs
+            .iter()
+            .flat_map(|b| b.targets.iter().cloned()),
+    );
 
     for (key, ios, kind) in [("input", inputs, "input"), ("output", outputs, "output")] {
         let skip = if key == "input" {
@@ -524,6 +552,38 @@ mod tests {
         assert_eq!(
             completed["output"][0],
             json!({"name": "y", "data_type": "TYPE_INT32", "dims": [1], "reshape": {"shape": []}})
+        );
+    }
+
+    #[test]
+    fn batch_inputs_are_the_servers_and_ragged_inputs_flat() {
+        let ins = [
+            io("INPUT", "TYPE_FP32", &[-1]),
+            io("INDEX", "TYPE_FP32", &[-1]),
+        ];
+        let outs = [io("Y", "TYPE_FP32", &[-1])];
+        let config = json!({"max_batch_size": 8,
+            "input": [{"name": "INPUT", "data_type": "TYPE_FP32", "dims": [-1], "allow_ragged_batch": true}],
+            "batch_input": [{"kind": "BATCH_ACCUMULATED_ELEMENT_COUNT", "target_name": ["INDEX"],
+                             "data_type": "TYPE_FP32", "source_input": ["INPUT"]}],
+            "output": []});
+        let completed = complete(&config, &ins, &outs).unwrap();
+        let names: Vec<&str> = completed["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, vec!["INPUT"], "INDEX is not a client input");
+        assert!(check("m", &completed, &ins, &outs).is_ok());
+        // A ragged input must be flat in the model.
+        let nested = [
+            io("INPUT", "TYPE_FP32", &[-1, 4]),
+            io("INDEX", "TYPE_FP32", &[-1]),
+        ];
+        assert_eq!(
+            check("m", &completed, &nested, &outs).unwrap_err().message,
+            "unable to load model 'm', configuration expects model provides input with shape [-1]  for ragged input 'INPUT', model provides [-1,4]"
         );
     }
 

@@ -34,6 +34,9 @@ pub fn execute(
     instance: &mut OnnxInstance,
     batch: &mut Batch<'_>,
 ) -> Result<()> {
+    if !model.ragged.is_empty() {
+        return execute_ragged(model, instance, batch);
+    }
     if model.batching && batch.len() > 1 {
         return execute_batched(model, instance, batch);
     }
@@ -109,6 +112,145 @@ fn execute_batched(
             &o.shape,
             &o.data,
         )?;
+    }
+    for r in responses {
+        r.send()?;
+    }
+    Ok(())
+}
+
+/// A model with ragged inputs, batch inputs or batch outputs (Triton's ragged batching): the
+/// whole batch in one run, also a batch of one request, since the model takes ragged inputs
+/// flat (`[total element count]`) and batch inputs beside them.
+fn execute_ragged(
+    model: &OnnxModel,
+    instance: &mut OnnxInstance,
+    batch: &mut Batch<'_>,
+) -> Result<()> {
+    let ragged = &model.ragged;
+    let requests: Vec<_> = batch.requests().collect();
+    let names: Vec<String> = batch
+        .request(0)
+        .inputs()
+        .map(|t| t.name.to_string())
+        .collect();
+    // Each request's share of the batch dimension (every input agrees, the core checked).
+    let batch_sizes: Vec<usize> = requests
+        .iter()
+        .map(|r| {
+            let first = r.inputs().next();
+            match (model.batching, first) {
+                (true, Some(t)) => t.shape.first().copied().unwrap_or(1).max(0) as usize,
+                _ => 1,
+            }
+        })
+        .collect();
+    let source_shapes = |source: &str| -> Result<Vec<Vec<i64>>> {
+        requests
+            .iter()
+            .map(|r| r.input(source).map(|t| t.shape.to_vec()))
+            .collect()
+    };
+    if instance.scratch.len() < names.len() {
+        instance.scratch.resize_with(names.len(), Vec::new);
+    }
+    let OnnxInstance { session, scratch } = instance;
+    let mut inputs = Vec::with_capacity(names.len() + ragged.batch_inputs.len());
+    for (name, buf) in names.iter().zip(scratch.iter_mut()) {
+        if ragged.is_ragged(name) {
+            // Concatenated whatever each request's shape: one flat tensor.
+            buf.clear();
+            let mut count = 0i64;
+            let mut datatype = None;
+            for r in &requests {
+                let t = r.input(name)?;
+                if datatype.is_some_and(|d| d != t.datatype) {
+                    return Err(Error::invalid_arg(format!(
+                        "ragged input '{name}' has more than one data type in a batch"
+                    )));
+                }
+                datatype = Some(t.datatype);
+                count += t.shape.iter().map(|&d| d.max(0)).product::<i64>();
+                buf.extend_from_slice(t.data);
+            }
+            let data: &[u8] = buf;
+            inputs.push(Input {
+                name,
+                datatype: datatype.unwrap_or(DataType::Fp32),
+                shape: vec![count],
+                data: Cow::Borrowed(data),
+            });
+        } else {
+            let g = batch.gather_into(name, buf)?;
+            inputs.push(Input {
+                name,
+                datatype: g.datatype,
+                shape: g.shape,
+                data: g.data,
+            });
+        }
+    }
+    for b in &ragged.batch_inputs {
+        let shapes = source_shapes(&b.source)?;
+        let views: Vec<&[i64]> = shapes.iter().map(Vec::as_slice).collect();
+        let (shape, data) = crate::ragged::batch_input_tensor(b, &views);
+        for target in &b.targets {
+            inputs.push(Input {
+                name: target,
+                datatype: b.datatype,
+                shape: shape.clone(),
+                data: Cow::Owned(data.clone()),
+            });
+        }
+    }
+    let wanted = |name: &str| requests.iter().any(|r| r.wants_output(name));
+    batch.mark_infer_start();
+    let outputs = run(session, model, &inputs, &wanted)?;
+    batch.mark_infer_end();
+    let mut responses: Vec<Response> = (0..batch.len())
+        .map(|i| batch.respond(i))
+        .collect::<Result<_>>()?;
+    for o in &outputs {
+        match ragged.batch_output(&o.name) {
+            Some(bo) => {
+                // Each request's share, in order, in the shape of its source input.
+                let size = o.datatype.element_size().ok_or_else(|| {
+                    Error::unsupported(format!(
+                        "batch output '{}' of type BYTES is not supported",
+                        o.name
+                    ))
+                })?;
+                let mut offset = 0usize;
+                for (i, source) in source_shapes(&bo.source)?.iter().enumerate() {
+                    let shape = crate::ragged::scatter_shape(bo, source);
+                    let len = shape.iter().map(|&d| d.max(0) as usize).product::<usize>() * size;
+                    let part = o.data.get(offset..offset + len).ok_or_else(|| {
+                        Error::internal(format!(
+                            "batch output '{}' holds {} bytes, fewer than its requests' shapes need",
+                            o.name,
+                            o.data.len()
+                        ))
+                    })?;
+                    offset += len;
+                    if batch.request(i).wants_output(&o.name) {
+                        responses[i].output_from(&o.name, o.datatype, &shape, part)?;
+                    }
+                }
+            }
+            None if model.batching => batch.scatter(
+                &mut responses,
+                &batch_sizes,
+                &o.name,
+                o.datatype,
+                &o.shape,
+                &o.data,
+            )?,
+            None => {
+                if batch.request(0).wants_output(&o.name) {
+                    responses[0].output_from(&o.name, o.datatype, &o.shape, &o.data)?;
+                }
+            }
+        }
     }
     for r in responses {
         r.send()?;

@@ -5,6 +5,7 @@
 
 mod config;
 mod execute;
+pub mod ragged;
 mod strings;
 mod types;
 
@@ -66,6 +67,8 @@ pub struct OnnxModel {
     pub batching: bool,
     /// The model's tensors of no dimensions (configured as [1]).
     pub scalars: Scalars,
+    /// Ragged inputs, batch inputs and batch outputs (Triton's ragged batching).
+    pub ragged: ragged::Ragged,
     /// The CPU session opened to read the model at load time (with these threads), handed to
     /// the first CPU instance that wants the same threads rather than opened twice.
     spare: Mutex<Option<(Threads, Session)>>,
@@ -200,6 +203,7 @@ pub fn load_model(env: &Environment, load: &mut ModelLoad<'_>) -> Result<OnnxMod
         file,
         batching,
         scalars,
+        ragged: ragged::Ragged::from_config(load.config())?,
         spare: Mutex::new(Some((threads, session))),
     })
 }
