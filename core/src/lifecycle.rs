@@ -233,6 +233,14 @@ fn write_override_files(
     let root = temp.path().join(name);
     for (rel, bytes) in files {
         let path = Path::new(rel);
+        // Names the file system cannot hold are the request's fault (Triton: INVALID_ARG
+        // "Invalid file parameter ..."), not a failure to write.
+        let too_long = rel.len() >= 4096 || path.components().any(|c| c.as_os_str().len() > 255);
+        if too_long {
+            return Err(Error::invalid_arg(format!(
+                "Invalid file parameter '{rel}': File name too long"
+            )));
+        }
         let safe = !rel.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
             return Err(Error::invalid_arg(format!(
@@ -1073,6 +1081,20 @@ mod tests {
             let e = write_override_files("m", &files).unwrap_err();
             assert!(e.message().contains("outside the model directory"), "{bad}");
         }
+    }
+
+    #[test]
+    fn override_file_names_the_file_system_cannot_hold_are_refused() {
+        let files: BTreeMap<String, Vec<u8>> =
+            [(format!("1/{}.onnx", "a".repeat(300)), b"x".to_vec())].into();
+        let e = write_override_files("m", &files).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidArg);
+        assert!(
+            e.message().starts_with("Invalid file parameter '1/aaa")
+                && e.message().ends_with("': File name too long"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

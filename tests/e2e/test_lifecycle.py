@@ -393,6 +393,14 @@ def test_file_override_needs_config_and_stays_inside(ferrite, connect, repo, pri
         assert code == "INVALID_ARGUMENT", (bad, code, message)
         assert "outside the model directory" in message and bad in message, (bad, message)
     assert not (private_tmpdir / "x").exists() and not (private_tmpdir.parent / "x").exists()
+
+    # a name no file system holds is the request's fault, answered as Triton answers it
+    long_name = "file:1/" + "a" * 300 + ".onnx"
+    code, message = api.error(api.load, "fresh", config=simple_config_json(),
+                              files={"file:1/model.onnx": onnx, long_name: b"x"})
+    assert code == "INVALID_ARGUMENT", (code, message)
+    assert message == f"Invalid file parameter '{long_name[5:]}': File name too long", message
+    assert api.server_ready()
     assert load_dirs(private_tmpdir) == [], "a refused load left its temporary directory"
     assert "fresh" not in [r["name"] for r in api.index()]
     assert api.server_ready()

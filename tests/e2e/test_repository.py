@@ -101,3 +101,14 @@ def test_backend_config_names_the_onnxruntime_library(ferrite, tmp_path):
     )
     client = httpclient.InferenceServerClient(srv.hostport)
     assert infer_simple(client).as_numpy("OUTPUT0")[0, 15] == 30
+
+
+def test_index_body_types_get_tritons_value_error(hostport):
+    # Triton reads the whole body (its own test nests 250000 levels) and reports the value
+    # error for a `ready` that is not a boolean, not a depth error
+    for body in (b'{"ready": "yes"}', b'{"ready": [[true]]}',
+                 b'{"ready":' + b"[" * 5000 + b"true" + b"]" * 5000 + b"}"):
+        reply = u.request(hostport, "POST", "/v2/repository/index", body, {"Content-Type": "application/json"})
+        u.assert_reply(reply, 400, "application/json",
+                       u.error_body("Invalid value for 'ready': expected a boolean"))
+    assert u.request(hostport, "GET", "/v2/health/live").status == 200

@@ -255,6 +255,8 @@ fn to_json(v: &Value<'_>) -> JsonValue {
             JsonValue::Object(o.iter().map(|(k, v)| (lossy(k), to_json(v))).collect())
         }
         Value::Data(text) => json::parse_eager(text).map_or(JsonValue::Null, |v| to_json(&v)),
+        // Only control bodies keep values this deep; never a request parameter.
+        Value::Nested(_) => JsonValue::Null,
     }
 }
 

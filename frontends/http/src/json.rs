@@ -193,6 +193,9 @@ pub enum Value<'a> {
     Object(Vec<(Cow<'a, [u8]>, Value<'a>)>),
     /// An array under a `"data"` key, checked but not taken apart: its text.
     Data(&'a [u8]),
+    /// An array or object nested deeper than [`MAX_DEPTH`] in a document read with
+    /// [`parse_control`]: checked without recursion, not built; its text.
+    Nested(&'a [u8]),
 }
 
 impl<'a> Value<'a> {
@@ -246,12 +249,25 @@ pub fn parse_eager(text: &[u8]) -> Result<Value<'_>, ParseError> {
     parse_with(text, false)
 }
 
+/// Parses a control body (repository index, load, unload) as Triton does, at any depth:
+/// values nested deeper than [`MAX_DEPTH`] are checked without recursion and kept as
+/// [`Value::Nested`], so a field of the wrong type gets its value error, as in Triton, not a
+/// depth error.
+pub fn parse_control(text: &[u8]) -> Result<Value<'_>, ParseError> {
+    parse_opts(text, false, true)
+}
+
 fn parse_with(text: &[u8], lazy_data: bool) -> Result<Value<'_>, ParseError> {
+    parse_opts(text, lazy_data, false)
+}
+
+fn parse_opts(text: &[u8], lazy_data: bool, any_depth: bool) -> Result<Value<'_>, ParseError> {
     let mut p = Parser {
         s: text,
         pos: 0,
         depth: 0,
         lazy_data,
+        any_depth,
     };
     p.skip_ws();
     if p.peek() == 0 {
@@ -284,6 +300,8 @@ struct Parser<'a> {
     depth: usize,
     /// Keep arrays under `"data"` as text.
     lazy_data: bool,
+    /// Past [`MAX_DEPTH`], check values without recursion instead of refusing them.
+    any_depth: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -318,6 +336,11 @@ impl<'a> Parser<'a> {
     /// A value at `pos` (whitespace already skipped).
     fn value(&mut self, mode: ValueMode) -> Result<Option<Value<'a>>, ParseError> {
         match self.peek() {
+            b'{' | b'[' if self.any_depth && self.depth >= MAX_DEPTH => {
+                let start = self.pos;
+                self.skip_nested()?;
+                Ok((mode == ValueMode::Build).then_some(Value::Nested(&self.s[start..self.pos])))
+            }
             b'{' => self.object(mode),
             b'[' => self.array(mode),
             b'"' => {
@@ -431,6 +454,73 @@ impl<'a> Parser<'a> {
                 _ => return Err(self.err(ErrorKind::ArrayMissCommaOrSquareBracket)),
             }
         }
+    }
+
+    /// Checks the array or object at `pos` as `value(Check)` does, with the same errors at
+    /// the same offsets, but with a stack of its own instead of recursion (any depth).
+    fn skip_nested(&mut self) -> Result<(), ParseError> {
+        let mut closers: Vec<u8> = Vec::new();
+        'value: loop {
+            let c = self.peek();
+            if c == b'[' || c == b'{' {
+                let close = if c == b'[' { b']' } else { b'}' };
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == close {
+                    self.pos += 1;
+                } else {
+                    closers.push(close);
+                    if close == b'}' {
+                        self.member_name()?;
+                    }
+                    self.check_value_start()?;
+                    continue 'value;
+                }
+            } else {
+                self.value(ValueMode::Check)?;
+            }
+            // After a value: the next one of the innermost container, or its end.
+            loop {
+                let Some(&close) = closers.last() else {
+                    return Ok(());
+                };
+                self.skip_ws();
+                match self.peek() {
+                    b',' => {
+                        self.pos += 1;
+                        self.skip_ws();
+                        if close == b'}' {
+                            self.member_name()?;
+                        }
+                        self.check_value_start()?;
+                        continue 'value;
+                    }
+                    b if b == close => {
+                        self.pos += 1;
+                        closers.pop();
+                    }
+                    _ if close == b']' => {
+                        return Err(self.err(ErrorKind::ArrayMissCommaOrSquareBracket));
+                    }
+                    _ => return Err(self.err(ErrorKind::ObjectMissCommaOrCurlyBracket)),
+                }
+            }
+        }
+    }
+
+    /// An object member's name and colon (whitespace after them skipped).
+    fn member_name(&mut self) -> Result<(), ParseError> {
+        if self.peek() != b'"' {
+            return Err(self.err(ErrorKind::ObjectMissName));
+        }
+        self.string(ValueMode::Check)?;
+        self.skip_ws();
+        if self.peek() != b':' {
+            return Err(self.err(ErrorKind::ObjectMissColon));
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(())
     }
 
     /// Where a value must start: structural characters and the end are "Invalid value.".
@@ -648,6 +738,7 @@ pub fn for_each_scalar<'a, E>(
         pos: 0,
         depth: 0,
         lazy_data: false,
+        any_depth: false,
     };
     while p.pos < data.len() {
         match data[p.pos] {
@@ -760,6 +851,45 @@ mod tests {
             error("[\"abc"),
             "Missing a closing quotation mark in string. at 5"
         );
+    }
+
+    #[test]
+    fn control_bodies_parse_at_any_depth_with_the_same_errors() {
+        // 250000 levels, as Triton's own test sends them: no recursion, no depth error.
+        let depth = 250_000;
+        let body = format!(
+            "{{\"ready\":{}true{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let v = parse_control(body.as_bytes()).unwrap();
+        assert!(matches!(v.get("ready"), Some(Value::Array(_))));
+        assert!(v.get("ready").unwrap().as_bool().is_none());
+        // Objects too, and the values past the limit are kept as their text.
+        let nested = "{\"a\":".repeat(150) + "1" + &"}".repeat(150);
+        let v = parse_control(nested.as_bytes()).unwrap();
+        let mut inner = &v;
+        for _ in 0..MAX_DEPTH {
+            inner = inner.get("a").unwrap();
+        }
+        assert!(matches!(inner, Value::Nested(_)));
+        // Malformed deep text: the errors the recursive reader gives, at the same offsets.
+        for bad in [
+            "[".repeat(120) + "1,]",
+            "[".repeat(120) + "1 2]",
+            "[".repeat(120) + "{\"a\" 1}",
+            "[".repeat(120) + "{1:2}",
+            "[".repeat(120) + "{\"a\":1 \"b\"}",
+            "[".repeat(120),
+        ] {
+            let deep = parse_control(bad.as_bytes()).unwrap_err();
+            let shallow = parse(bad.trim_start_matches(&"[".repeat(100)[..]).as_bytes());
+            let shallow = shallow.unwrap_err();
+            assert_eq!(deep.kind, shallow.kind, "{bad}");
+            assert_eq!(deep.offset, shallow.offset + 100, "{bad}");
+        }
+        // Infer bodies keep the limit.
+        assert_eq!(parse(body.as_bytes()).unwrap_err().kind, ErrorKind::TooDeep);
     }
 
     #[test]

@@ -626,9 +626,9 @@ impl Frontend {
                     Some(r) => ready = r,
                     None => {
                         return reply::error(
-                            StatusCode::INTERNAL_SERVER_ERROR,
+                            StatusCode::BAD_REQUEST,
                             Kind::Json,
-                            "attempt to access JSON non-boolean as boolean",
+                            "Invalid value for 'ready': expected a boolean",
                         );
                     }
                 }
@@ -1311,8 +1311,10 @@ fn load_params(params: &Value<'_>) -> Result<LoadParams, (StatusCode, String)> {
 }
 
 /// A small JSON body (index, load, unload) -> a document, or Triton's parse error.
+/// A repository index or model control body: read at any depth, as Triton does, so that a
+/// field of the wrong type gets its value error however deep the value nests.
 fn parse_small(body: &[u8]) -> Result<Value<'_>, Error> {
-    json::parse_eager(body).map_err(|e| {
+    json::parse_control(body).map_err(|e| {
         if e.kind == json::ErrorKind::TooDeep {
             Error::invalid_arg(e.to_string())
         } else {

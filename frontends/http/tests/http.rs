@@ -406,14 +406,27 @@ async fn repository_endpoints() {
         );
         assert_eq!(text(exchange(s.addr, &request).await), json("200 OK", "[]"));
     }
-    let request = post("/v2/repository/index", &[], br#"{"ready": 1}"#);
-    assert_eq!(
-        text(exchange(s.addr, &request).await),
-        json(
-            "500 Internal Server Error",
-            r#"{"error":"attempt to access JSON non-boolean as boolean"}"#
-        )
+    // Triton's value error for a `ready` that is not a boolean, however deep it nests (its
+    // own test sends 250000 levels).
+    let deep = format!(
+        "{{\"ready\":{}true{}}}",
+        "[".repeat(250_000),
+        "]".repeat(250_000)
     );
+    for body in [
+        &br#"{"ready": 1}"#[..],
+        br#"{"ready": [[true]]}"#,
+        deep.as_bytes(),
+    ] {
+        let request = post("/v2/repository/index", &[], body);
+        assert_eq!(
+            text(exchange(s.addr, &request).await),
+            json(
+                "400 Bad Request",
+                r#"{"error":"Invalid value for 'ready': expected a boolean"}"#
+            )
+        );
+    }
     let request = post("/v2/repository/index", &[], b"{");
     assert_eq!(
         text(exchange(s.addr, &request).await),
