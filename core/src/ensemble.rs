@@ -629,6 +629,7 @@ impl Run {
                 c.stats.record_execution(Execution {
                     requests: 1,
                     batch_size: self.batch_size,
+                    padding: 0,
                     input_ns: 0,
                     infer_ns: ns,
                     output_ns: 0,

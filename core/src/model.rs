@@ -135,8 +135,8 @@ struct Job {
     /// A request of a stateful model: its sequence.
     sequence: Option<SequenceFlags>,
     /// Counts the request as pending until it leaves the queue (dropped with the job, or
-    /// when `run_batch` takes the job apart).
-    _pending: Pending,
+    /// when `run_batch` takes the job apart); `None` for a null request.
+    _pending: Option<Pending>,
 }
 
 /// One pending request of a model (`nv_inference_pending_request_count`).
@@ -205,6 +205,55 @@ impl SequenceJob for Job {
 
     fn fail(self, error: Error) {
         self.cancel(error);
+    }
+
+    fn null_copy(&self) -> Job {
+        // The receiver is dropped at once: nothing a null request produces goes anywhere.
+        let (tx, _) = mpsc::unbounded_channel();
+        Job {
+            request: InferenceRequest {
+                model_name: self.request.model_name.clone(),
+                model_version: self.request.model_version,
+                inputs: self.request.inputs.clone(),
+                ..Default::default()
+            },
+            batch_size: self.batch_size,
+            enqueued_ns: self.enqueued_ns,
+            enqueued_at: self.enqueued_at,
+            sink: RequestSink {
+                tx: Reply::Stream(tx),
+                shared: Arc::clone(&self.sink.shared),
+                id: String::new(),
+                requested: Vec::new(),
+                received_ns: self.sink.received_ns,
+                held: parking_lot::Mutex::new(None),
+                trace: None,
+                state_out: None,
+                order: parking_lot::Mutex::new(None),
+                null: true,
+            },
+            admission: None,
+            trace: None,
+            sequence: Some(SequenceFlags {
+                id: crate::sequence::CorrId::U64(0),
+                start: false,
+                end: false,
+            }),
+            _pending: None,
+        }
+    }
+
+    fn same_shapes(&self, other: &Job) -> bool {
+        let ragged = &self.sink.shared.ragged_inputs;
+        let (a, b) = (&self.request.inputs, &other.request.inputs);
+        a.len() == b.len()
+            && a.iter().all(|t| {
+                b.iter().any(|u| {
+                    u.name == t.name
+                        && u.datatype == t.datatype
+                        && (ragged.contains(&t.name) || u.shape == t.shape)
+                })
+            })
     }
 }
 
@@ -773,6 +822,7 @@ impl LoadedModel {
                     .as_ref()
                     .map(|gate| (Arc::clone(gate), gate.ticket())),
             ),
+            null: false,
         };
         let sequence = match queue {
             Queue::Sequence { .. } => Some(SequenceFlags::from_parameters(
@@ -815,7 +865,7 @@ impl LoadedModel {
             admission,
             trace,
             sequence,
-            _pending: Pending::new(&self.shared),
+            _pending: Some(Pending::new(&self.shared)),
         };
         // Err(true): the queue is full; Err(false): the model is going away.
         let sent = match queue {
@@ -906,6 +956,9 @@ struct RequestSink {
     /// With `preserve_ordering`: the gate and this request's ticket, given back exactly once
     /// (by flush, or by drop for a request that never got that far).
     order: parking_lot::Mutex<Option<(Arc<OrderGate>, u64)>>,
+    /// A null request's (the `direct` sequence batcher's filler for an idle slot): its
+    /// responses go nowhere and no statistics count it.
+    null: bool,
 }
 
 impl RequestSink {
@@ -928,6 +981,9 @@ impl Drop for RequestSink {
 
 impl ResponseSink for RequestSink {
     fn send(&self, outputs: Result<Vec<RawOutput>>, final_response: bool) {
+        if self.null {
+            return;
+        }
         let s = &self.shared;
         let failed_in_driver = outputs.is_err();
         let outputs =
@@ -974,6 +1030,9 @@ impl ResponseSink for RequestSink {
     }
 
     fn complete(&self) {
+        if self.null {
+            return;
+        }
         let ns = clock::now_ns().saturating_sub(self.received_ns);
         self.shared.stats.record_success(ns);
         *self.held.lock() = Some(None);
@@ -999,7 +1058,7 @@ impl ResponseSink for RequestSink {
     }
 
     fn abandoned(&self) -> bool {
-        self.tx.is_closed()
+        !self.null && self.tx.is_closed()
     }
 }
 
@@ -1031,9 +1090,11 @@ fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
     let now = std::time::Instant::now();
     let mut live = Vec::with_capacity(jobs.len());
     for job in jobs {
-        shared
-            .stats
-            .record_queue(start.saturating_sub(job.enqueued_ns));
+        if !job.sink.null {
+            shared
+                .stats
+                .record_queue(start.saturating_sub(job.enqueued_ns));
+        }
         // A request nobody waits for, or whose deadline passed in the queue, does not run.
         let expired = job.request.deadline.is_some_and(|d| now >= d);
         if expired || job.sink.abandoned() {
@@ -1054,7 +1115,18 @@ fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
             trace,
             ..
         } = job;
-        live.push((request, batch_size, RequestSlot::new(Box::new(sink)), trace));
+        // A null request is a batch row of nobody's: its size counts as padding.
+        let (batch_size, padding) = if sink.null {
+            (0, batch_size)
+        } else {
+            (batch_size, 0)
+        };
+        live.push((
+            request,
+            (batch_size, padding),
+            RequestSlot::new(Box::new(sink)),
+            trace,
+        ));
     }
     if live.is_empty() {
         return;
@@ -1087,8 +1159,9 @@ fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
         (start, end)
     };
     shared.stats.record_execution(Execution {
-        requests: live.len() as u64,
-        batch_size: live.iter().map(|(_, size, _, _)| size).sum(),
+        requests: live.iter().filter(|(_, (size, _), _, _)| *size > 0).count() as u64,
+        batch_size: live.iter().map(|(_, (size, _), _, _)| size).sum(),
+        padding: live.iter().map(|(_, (_, padding), _, _)| padding).sum(),
         input_ns: infer_start - start,
         infer_ns: infer_end - infer_start,
         output_ns: end - infer_end,

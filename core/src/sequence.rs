@@ -136,6 +136,10 @@ pub struct SequenceConfig {
     /// long at most (the strategy's max_queue_delay_microseconds; 0: never wait).
     target_batch: usize,
     max_delay: Duration,
+    /// `direct`: every slot up to the last ready one is a batch row (Triton's null requests
+    /// fill the others), and a batch waits for the delay only while fewer than this share of
+    /// the slots is ready (`minimum_slot_utilization`).
+    direct: Option<f32>,
 }
 
 impl SequenceConfig {
@@ -255,6 +259,11 @@ impl SequenceConfig {
         let max_batch = config.max_batch_size.max(1) as usize;
         // direct: a slot per batch row; oldest: max_candidate_sequences sequences per
         // instance, batched oldest request first, preferring the configured sizes.
+        let direct = match &sb.strategy_choice {
+            Some(StrategyChoice::Oldest(_)) => None,
+            Some(StrategyChoice::Direct(d)) => Some(d.minimum_slot_utilization),
+            None => Some(0.0),
+        };
         let (slots_per_instance, preferred, delay_us) = match &sb.strategy_choice {
             Some(StrategyChoice::Oldest(o)) => (
                 if o.max_candidate_sequences > 0 {
@@ -290,6 +299,7 @@ impl SequenceConfig {
             max_batch,
             target_batch,
             max_delay,
+            direct,
         }))
     }
 
@@ -317,13 +327,32 @@ impl SequenceConfig {
 
     /// The control and state inputs of one request.
     fn inputs_for(&self, flags: &SequenceFlags, state: Option<&[Tensor]>) -> Vec<Tensor> {
+        self.controls_and_state(Some(flags), state)
+    }
+
+    /// The control and state inputs of a null request (Triton's, for a slot with nothing
+    /// ready): not ready, no START or END, CORRID 0, the initial state.
+    fn null_inputs(&self) -> Vec<Tensor> {
+        self.controls_and_state(None, None)
+    }
+
+    fn controls_and_state(
+        &self,
+        flags: Option<&SequenceFlags>,
+        state: Option<&[Tensor]>,
+    ) -> Vec<Tensor> {
         let mut out = Vec::with_capacity(self.controls.len() + self.states.len());
+        let null_id = CorrId::U64(0);
         for c in &self.controls {
+            let (start, end, ready, id) = match flags {
+                Some(f) => (f.start, f.end, true, &f.id),
+                None => (false, false, false, &null_id),
+            };
             let data = match c.kind {
-                ControlKind::ControlSequenceStart => c.values[usize::from(flags.start)].clone(),
-                ControlKind::ControlSequenceEnd => c.values[usize::from(flags.end)].clone(),
-                ControlKind::ControlSequenceReady => c.values[1].clone(),
-                ControlKind::ControlSequenceCorrid => corrid_bytes(&flags.id, c.datatype),
+                ControlKind::ControlSequenceStart => c.values[usize::from(start)].clone(),
+                ControlKind::ControlSequenceEnd => c.values[usize::from(end)].clone(),
+                ControlKind::ControlSequenceReady => c.values[usize::from(ready)].clone(),
+                ControlKind::ControlSequenceCorrid => corrid_bytes(id, c.datatype),
             };
             out.push(Tensor::new(
                 c.name.clone(),
@@ -386,10 +415,20 @@ pub(crate) trait SequenceJob: Send {
     fn prepare(&mut self, inputs: Vec<Tensor>, state_out: Arc<Mutex<Vec<Tensor>>>);
     /// Answers the request with an error without running it.
     fn fail(self, error: Error);
+    /// A null request like this one (Triton's, for the `direct` strategy's idle slots): the
+    /// same client inputs, no response, counted in no request's statistics.
+    fn null_copy(&self) -> Self
+    where
+        Self: Sized;
+    /// Whether its inputs have the shapes of `other`'s: only such requests share a `direct`
+    /// batch (Triton's equal-shape rule for inputs that are not ragged).
+    fn same_shapes(&self, other: &Self) -> bool;
 }
 
 struct Sequence<J> {
     instance: usize,
+    /// Its row in the instance's batches (`direct`).
+    slot: usize,
     queue: VecDeque<J>,
     running: bool,
     last: Instant,
@@ -400,16 +439,20 @@ struct Sequence<J> {
 
 struct Table<J> {
     sequences: HashMap<CorrId, Sequence<J>>,
-    /// Free slots per instance.
-    free: Vec<usize>,
+    /// Free slots per instance (the lowest is taken first).
+    free: Vec<std::collections::BTreeSet<usize>>,
     /// Sequences whose START waits for a slot, in arrival order, with their requests.
     backlog: VecDeque<(CorrId, VecDeque<J>)>,
     busy: Vec<bool>,
-    /// The sequences of each instance's running batch, and whether the request ended its
-    /// sequence (which then has already left `sequences`; its slot is freed when the batch is
+    /// The sequences of each instance's running batch, and the slot of those whose request
+    /// ended them (they have already left `sequences`; the slot is freed when the batch is
     /// done).
-    in_flight: Vec<Vec<(CorrId, bool)>>,
+    in_flight: Vec<Vec<(CorrId, Option<usize>)>>,
 }
+
+/// A batch formed for an instance: the sequences in it (with the slot of each one that
+/// ended), and the requests in batch order.
+type Formed<J> = (Vec<(CorrId, Option<usize>)>, Vec<J>);
 
 /// The sequence batcher of one model version.
 pub(crate) struct Sequencer<J> {
@@ -432,7 +475,7 @@ impl<J: SequenceJob> Sequencer<J> {
             model: model.to_string(),
             table: Mutex::new(Table {
                 sequences: HashMap::new(),
-                free: vec![config.slots_per_instance; n],
+                free: vec![(0..config.slots_per_instance).collect(); n],
                 backlog: VecDeque::new(),
                 busy: vec![false; n],
                 in_flight: vec![Vec::new(); n],
@@ -488,11 +531,12 @@ impl<J: SequenceJob> Sequencer<J> {
                 flags.id, self.model
             )));
         } else if let Some(instance) = pick_instance(&table.free) {
-            table.free[instance] -= 1;
+            let slot = table.free[instance].pop_first().expect("a free slot");
             table.sequences.insert(
                 flags.id.clone(),
                 Sequence {
                     instance,
+                    slot,
                     queue: VecDeque::from([job]),
                     running: false,
                     last: now,
@@ -522,8 +566,8 @@ impl<J: SequenceJob> Sequencer<J> {
         let done = std::mem::take(&mut table.in_flight[instance]);
         let now = Instant::now();
         for (id, ended) in done {
-            if ended {
-                self.release_slot(&mut table, instance);
+            if let Some(slot) = ended {
+                self.release_slot(&mut table, instance, slot);
                 continue;
             }
             let Some(seq) = table.sequences.get_mut(&id) else {
@@ -567,7 +611,7 @@ impl<J: SequenceJob> Sequencer<J> {
                 self.model,
                 idle
             );
-            self.release_slot(&mut table, seq.instance);
+            self.release_slot(&mut table, seq.instance, seq.slot);
         }
         self.dispatch(&mut table);
     }
@@ -606,14 +650,14 @@ impl<J: SequenceJob> Sequencer<J> {
         }
     }
 
-    fn release_slot(&self, table: &mut Table<J>, instance: usize) {
-        table.free[instance] += 1;
+    fn release_slot(&self, table: &mut Table<J>, instance: usize, slot: usize) {
         if let Some((id, queue)) = table.backlog.pop_front() {
-            table.free[instance] -= 1;
+            // The first sequence of the backlog takes the slot.
             table.sequences.insert(
                 id,
                 Sequence {
                     instance,
+                    slot,
                     queue,
                     running: false,
                     last: Instant::now(),
@@ -621,6 +665,8 @@ impl<J: SequenceJob> Sequencer<J> {
                     state_out: Arc::default(),
                 },
             );
+        } else {
+            table.free[instance].insert(slot);
         }
     }
 
@@ -631,70 +677,12 @@ impl<J: SequenceJob> Sequencer<J> {
             if table.busy[instance] {
                 continue;
             }
-            // The instance's sequences with a request ready, oldest request first.
-            let mut active = 0usize;
-            let mut ready: Vec<(Instant, CorrId)> = Vec::new();
-            for (id, seq) in table.sequences.iter() {
-                if seq.instance != instance {
-                    continue;
-                }
-                active += 1;
-                if let (false, Some(job)) = (seq.running, seq.queue.front()) {
-                    ready.push((job.enqueued(), id.clone()));
-                }
-            }
-            if ready.is_empty() {
+            let Some((ids, batch)) = (match self.config.direct {
+                Some(utilization) => self.direct_batch(table, instance, utilization),
+                None => self.oldest_batch(table, instance),
+            }) else {
                 continue;
-            }
-            ready.sort_by_key(|(at, _)| *at);
-            // Wait (up to the delay) for the batch size the strategy prefers, unless every
-            // sequence of the instance is already in it.
-            let waited = ready[0].0.elapsed();
-            if ready.len() < self.config.target_batch
-                && ready.len() < active
-                && waited < self.config.max_delay
-            {
-                continue;
-            }
-            let mut batch = Vec::new();
-            let mut ids = Vec::new();
-            let mut ended = Vec::new();
-            for (_, id) in ready.into_iter().take(self.config.max_batch) {
-                let seq = table.sequences.get_mut(&id).expect("present");
-                let Some(mut job) = seq.queue.pop_front() else {
-                    continue;
-                };
-                let flags = job.flags().clone();
-                // A START begins from the initial state, also when it restarts a sequence.
-                let kept = if flags.start {
-                    None
-                } else {
-                    seq.state.as_deref()
-                };
-                let inputs = self.config.inputs_for(&flags, kept);
-                job.prepare(inputs, Arc::clone(&seq.state_out));
-                seq.running = true;
-                if flags.end {
-                    ended.push(id.clone());
-                }
-                ids.push((id.clone(), flags.end));
-                batch.push(job);
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            // An ended sequence leaves the table as its END request is sent, so that a new
-            // START for its id is taken as soon as the client has the END's response (the
-            // slot stays taken until the batch is done). Requests queued behind the END fail.
-            for id in ended {
-                let seq = table.sequences.remove(&id).expect("present");
-                for job in seq.queue {
-                    job.fail(Error::invalid_arg(format!(
-                        "inference request for sequence {id} to model '{}' came after the request that ended the sequence",
-                        self.model
-                    )));
-                }
-            }
+            };
             table.busy[instance] = true;
             table.in_flight[instance] = ids;
             if let Err(e) = self.instances[instance].try_send(batch) {
@@ -708,14 +696,145 @@ impl<J: SequenceJob> Sequencer<J> {
             }
         }
     }
+
+    /// Takes the next request of sequence `id` for a batch: its server inputs, and the
+    /// sequence marked running (or, for an END, out of the table).
+    fn take(&self, table: &mut Table<J>, id: &CorrId) -> Option<(J, Option<usize>)> {
+        let seq = table.sequences.get_mut(id)?;
+        let mut job = seq.queue.pop_front()?;
+        let flags = job.flags().clone();
+        // A START begins from the initial state, also when it restarts a sequence.
+        let kept = if flags.start {
+            None
+        } else {
+            seq.state.as_deref()
+        };
+        let inputs = self.config.inputs_for(&flags, kept);
+        job.prepare(inputs, Arc::clone(&seq.state_out));
+        seq.running = true;
+        if !flags.end {
+            return Some((job, None));
+        }
+        // An ended sequence leaves the table as its END request is sent, so that a new
+        // START for its id is taken as soon as the client has the END's response (the slot
+        // stays taken until the batch is done). Requests queued behind the END fail.
+        let seq = table.sequences.remove(id).expect("present");
+        for late in seq.queue {
+            late.fail(Error::invalid_arg(format!(
+                "inference request for sequence {id} to model '{}' came after the request that ended the sequence",
+                self.model
+            )));
+        }
+        Some((job, Some(seq.slot)))
+    }
+
+    /// Triton's `DirectSequenceBatch`: a batch row for every slot up to the last one whose
+    /// sequence has a request ready; slots with nothing ready, or whose request's shapes are
+    /// not those of the first ready request, get null requests (not ready). With a
+    /// `max_queue_delay_microseconds` and a `minimum_slot_utilization`, the batch waits while
+    /// fewer than that share of the slots is ready, at most the delay.
+    fn direct_batch(
+        &self,
+        table: &mut Table<J>,
+        instance: usize,
+        utilization: f32,
+    ) -> Option<Formed<J>> {
+        let mut by_slot: Vec<Option<CorrId>> = vec![None; self.config.slots_per_instance];
+        let mut oldest: Option<Instant> = None;
+        let mut ready = 0usize;
+        for (id, seq) in table.sequences.iter() {
+            if seq.instance != instance || seq.running {
+                continue;
+            }
+            if let Some(job) = seq.queue.front() {
+                by_slot[seq.slot] = Some(id.clone());
+                oldest = Some(oldest.map_or(job.enqueued(), |o| o.min(job.enqueued())));
+                ready += 1;
+            }
+        }
+        let last = by_slot.iter().rposition(Option::is_some)?;
+        if !self.config.max_delay.is_zero()
+            && utilization > 0.0
+            && (ready as f32) / (self.config.max_batch as f32) < utilization
+            && oldest.is_some_and(|o| o.elapsed() < self.config.max_delay)
+        {
+            return None;
+        }
+        // The first ready slot's request gives the shapes of the batch and of its nulls.
+        let first = by_slot.iter().flatten().next().cloned()?;
+        let template = table.sequences[&first]
+            .queue
+            .front()
+            .expect("ready")
+            .null_copy();
+        let mut ids = Vec::new();
+        let mut batch = Vec::with_capacity(last + 1);
+        for slot in by_slot.into_iter().take(last + 1) {
+            let fits = slot.as_ref().filter(|id| {
+                table.sequences[*id]
+                    .queue
+                    .front()
+                    .is_some_and(|job| job.same_shapes(&template))
+            });
+            match fits.and_then(|id| self.take(table, id).map(|taken| (id.clone(), taken))) {
+                Some((id, (job, ended))) => {
+                    ids.push((id, ended));
+                    batch.push(job);
+                }
+                None => {
+                    let mut null = template.null_copy();
+                    null.prepare(self.config.null_inputs(), Arc::default());
+                    batch.push(null);
+                }
+            }
+        }
+        Some((ids, batch))
+    }
+
+    /// The `oldest` strategy: the ready requests of the instance's sequences, oldest first,
+    /// at most `max_batch_size`; while fewer are ready than the largest preferred batch size
+    /// and some of its sequences are not ready, it waits, at most the delay.
+    fn oldest_batch(&self, table: &mut Table<J>, instance: usize) -> Option<Formed<J>> {
+        let mut active = 0usize;
+        let mut ready: Vec<(Instant, CorrId)> = Vec::new();
+        for (id, seq) in table.sequences.iter() {
+            if seq.instance != instance {
+                continue;
+            }
+            active += 1;
+            if let (false, Some(job)) = (seq.running, seq.queue.front()) {
+                ready.push((job.enqueued(), id.clone()));
+            }
+        }
+        if ready.is_empty() {
+            return None;
+        }
+        ready.sort_by_key(|(at, _)| *at);
+        let waited = ready[0].0.elapsed();
+        if ready.len() < self.config.target_batch
+            && ready.len() < active
+            && waited < self.config.max_delay
+        {
+            return None;
+        }
+        let mut ids = Vec::new();
+        let mut batch = Vec::new();
+        for (_, id) in ready.into_iter().take(self.config.max_batch) {
+            if let Some((job, ended)) = self.take(table, &id) {
+                ids.push((id, ended));
+                batch.push(job);
+            }
+        }
+        (!batch.is_empty()).then_some((ids, batch))
+    }
 }
 
 /// The instance with the most free slots (`None` when there is none).
-fn pick_instance(free: &[usize]) -> Option<usize> {
+fn pick_instance(free: &[std::collections::BTreeSet<usize>]) -> Option<usize> {
     free.iter()
         .enumerate()
-        .filter(|(_, f)| **f > 0)
-        .max_by_key(|(i, f)| (**f, std::cmp::Reverse(*i)))
+        .filter(|(_, f)| !f.is_empty())
+        .max_by_key(|(i, f)| (f.len(), std::cmp::Reverse(*i)))
         .map(|(i, _)| i)
 }
 
@@ -814,6 +933,8 @@ mod tests {
         at: Instant,
         inputs: Vec<Tensor>,
         failed: Arc<Mutex<Vec<String>>>,
+        /// Its client input's shape.
+        shape: Vec<i64>,
     }
 
     impl SequenceJob for FakeJob {
@@ -829,6 +950,22 @@ mod tests {
         fn fail(self, error: Error) {
             self.failed.lock().push(error.message().to_string());
         }
+        fn null_copy(&self) -> Self {
+            FakeJob {
+                flags: SequenceFlags {
+                    id: CorrId::U64(0),
+                    start: false,
+                    end: false,
+                },
+                at: self.at,
+                inputs: Vec::new(),
+                failed: Arc::clone(&self.failed),
+                shape: self.shape.clone(),
+            }
+        }
+        fn same_shapes(&self, other: &Self) -> bool {
+            self.shape == other.shape
+        }
     }
 
     fn job(id: u64, start: bool, end: bool) -> FakeJob {
@@ -841,6 +978,7 @@ mod tests {
             at: Instant::now(),
             inputs: Vec::new(),
             failed: Arc::default(),
+            shape: vec![1, 1],
         }
     }
 
@@ -915,11 +1053,121 @@ mod tests {
         );
     }
 
+    fn direct(extra: &str) -> SequenceConfig {
+        let text = format!(
+            r#"name: "m" max_batch_size: 4
+            sequence_batching {{
+              direct {{ {extra} }}
+              control_input [ {{ name: "R" control [ {{ kind: CONTROL_SEQUENCE_READY int32_false_true: [ 0, 1 ] }} ] }} ]
+            }}"#
+        );
+        let config = ferrite_proto::parse_model_config(&text).unwrap();
+        SequenceConfig::from_config(&config, std::path::Path::new("."))
+            .unwrap()
+            .unwrap()
+    }
+
+    fn ready_rows(batch: &[FakeJob]) -> Vec<(u64, bool)> {
+        batch
+            .iter()
+            .map(|j| {
+                let id = match j.flags.id {
+                    CorrId::U64(v) => v,
+                    CorrId::Str(_) => u64::MAX,
+                };
+                (id, j.inputs[0].data.as_ref() == 1i32.to_le_bytes())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn direct_batches_have_a_row_per_slot_up_to_the_last_ready_one() {
+        // Triton's DirectSequenceBatch: slots 0..=last ready; idle slots get null requests
+        // (READY false), so the batch keeps each sequence in its row.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = Sequencer::new("m", direct(""), vec![tx], 16);
+        s.submit(job(1, true, false)).unwrap(); // slot 0
+        assert_eq!(ready_rows(&rx.try_recv().unwrap()), vec![(1, true)]);
+        s.submit(job(2, true, false)).unwrap(); // slot 1, while slot 0 runs
+        s.instance_idle(0);
+        assert_eq!(
+            ready_rows(&rx.try_recv().unwrap()),
+            vec![(0, false), (2, true)],
+            "slot 0 has nothing ready: a null request keeps sequence 2 in row 1"
+        );
+        // Both ready: one row each.
+        s.submit(job(1, false, true)).unwrap();
+        s.submit(job(2, false, false)).unwrap();
+        s.instance_idle(0);
+        assert_eq!(
+            ready_rows(&rx.try_recv().unwrap()),
+            vec![(1, true), (2, true)]
+        );
+        // Sequence 1 ended: slot 0 is free again and the next sequence takes it (the lowest).
+        s.instance_idle(0);
+        s.submit(job(3, true, false)).unwrap();
+        assert_eq!(ready_rows(&rx.try_recv().unwrap()), vec![(3, true)]);
+    }
+
+    #[test]
+    fn direct_batches_hold_only_equal_shapes() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = Sequencer::new("m", direct(""), vec![tx], 16);
+        s.submit(job(1, true, false)).unwrap();
+        rx.try_recv().unwrap();
+        let mut long = job(2, true, false);
+        long.shape = vec![1, 5];
+        s.submit(long).unwrap();
+        s.submit(job(1, false, false)).unwrap();
+        s.instance_idle(0);
+        // Slot 1's request has other shapes than slot 0's: a null takes its row this time.
+        assert_eq!(
+            ready_rows(&rx.try_recv().unwrap()),
+            vec![(1, true), (0, false)]
+        );
+        s.instance_idle(0);
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(ready_rows(&batch), vec![(0, false), (2, true)]);
+        assert_eq!(batch[0].shape, vec![1, 5], "nulls take the batch's shapes");
+    }
+
+    #[test]
+    fn direct_waits_only_below_the_minimum_slot_utilization() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        // Without minimum_slot_utilization the delay does not hold a batch back (Triton).
+        let s = Sequencer::new(
+            "m",
+            direct("max_queue_delay_microseconds: 10000000"),
+            vec![tx],
+            16,
+        );
+        s.submit(job(1, true, false)).unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let s = Sequencer::new(
+            "m",
+            direct("max_queue_delay_microseconds: 10000000 minimum_slot_utilization: 0.5"),
+            vec![tx],
+            16,
+        );
+        s.submit(job(1, true, false)).unwrap();
+        assert!(rx.try_recv().is_err(), "1 of 4 slots ready: waits");
+        s.submit(job(2, true, false)).unwrap();
+        assert_eq!(
+            ready_rows(&rx.try_recv().unwrap()),
+            vec![(1, true), (2, true)],
+            "2 of 4: goes"
+        );
+    }
+
     #[test]
     fn slots_spread_over_instances() {
-        assert_eq!(pick_instance(&[2, 2]), Some(0));
-        assert_eq!(pick_instance(&[1, 2]), Some(1));
-        assert_eq!(pick_instance(&[0, 0]), None);
+        let free = |counts: &[usize]| -> Vec<std::collections::BTreeSet<usize>> {
+            counts.iter().map(|&n| (0..n).collect()).collect()
+        };
+        assert_eq!(pick_instance(&free(&[2, 2])), Some(0));
+        assert_eq!(pick_instance(&free(&[1, 2])), Some(1));
+        assert_eq!(pick_instance(&free(&[0, 0])), None);
     }
 
     #[test]

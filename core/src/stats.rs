@@ -216,6 +216,9 @@ pub struct Execution {
     pub requests: u64,
     /// Sum of their batch sizes (1 each for models that do not batch).
     pub batch_size: u64,
+    /// Batch rows of null requests beside them (the `direct` sequence batcher's idle slots):
+    /// part of the execution's batch size, as in Triton, but no inference of anyone's.
+    pub padding: u64,
     pub input_ns: u64,
     pub infer_ns: u64,
     pub output_ns: u64,
@@ -259,18 +262,16 @@ impl StatsCollector {
         s.compute_input.add(e.requests, e.input_ns * e.requests);
         s.compute_infer.add(e.requests, e.infer_ns * e.requests);
         s.compute_output.add(e.requests, e.output_ns * e.requests);
-        let b = inner
-            .batches
-            .entry(e.batch_size)
-            .or_insert_with(|| BatchStats {
-                batch_size: e.batch_size,
-                ..Default::default()
-            });
+        let rows = e.batch_size + e.padding;
+        let b = inner.batches.entry(rows).or_insert_with(|| BatchStats {
+            batch_size: rows,
+            ..Default::default()
+        });
         b.compute_input.add(1, e.input_ns);
         b.compute_infer.add(1, e.infer_ns);
         b.compute_output.add(1, e.output_ns);
         if let Some(h) = &mut inner.histograms {
-            h.batch_size.observe(e.batch_size as f64);
+            h.batch_size.observe(rows as f64);
         }
     }
 
@@ -311,12 +312,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn null_rows_count_in_the_batch_size_only() {
+        // The direct sequence batcher's null requests, as Triton counts them.
+        let s = StatsCollector::new(None);
+        s.record_execution(Execution {
+            requests: 1,
+            batch_size: 1,
+            padding: 2,
+            input_ns: 0,
+            infer_ns: 4,
+            output_ns: 0,
+        });
+        let snap = s.snapshot("m", 1);
+        assert_eq!((snap.inference_count, snap.execution_count), (1, 1));
+        assert_eq!(snap.batch_stats[0].batch_size, 3);
+        assert_eq!(
+            snap.inference_stats.compute_infer,
+            Duration { count: 1, ns: 4 }
+        );
+    }
+
+    #[test]
     fn executions_and_requests_add_up() {
         let s = StatsCollector::new(Some(&HistogramBounds::default()));
         s.record_queue(10);
         s.record_execution(Execution {
             requests: 2,
             batch_size: 3,
+            padding: 0,
             input_ns: 1,
             infer_ns: 5,
             output_ns: 2,

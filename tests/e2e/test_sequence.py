@@ -503,3 +503,25 @@ def test_an_ensemble_passes_its_sequence_to_the_step(ferrite, connect, proto):
     # A request of the ensemble without a sequence id is refused by the step, named.
     code, message = error_of(a.infer, "acc_ensemble", 0, 1)
     assert "in ensemble 'acc_ensemble', step 0 (model 'sequence_accumulator')" in message, message
+
+
+# --- the direct strategy's batches, as Triton's statistics show them --------------------------
+
+def test_direct_batches_keep_each_sequence_in_its_slot(ferrite, connect):
+    # Triton's DirectSequenceBatch: a batch has a row for every slot up to the last one with a
+    # request ready; an idle slot below it gets a null request (READY false) that no request
+    # statistic counts but the execution's batch size does.
+    repo = ferrite.repo("simple_sequence")
+    srv = ferrite.start([repo])
+    c = connect(srv, "http")
+    assert c.infer("simple_sequence", 101, 5, start=True) == 6  # slot 0: batch of 1
+    assert c.infer("simple_sequence", 102, 7, start=True) == 8  # slot 1: [null, 102]
+    assert c.infer("simple_sequence", 102, 9) == 9              # [null, 102] again
+    assert c.infer("simple_sequence", 101, 4, end=True) == 4    # slot 0: batch of 1
+    h = httpclient.InferenceServerClient(srv.hostport)
+    stats = h.get_inference_statistics("simple_sequence")["model_stats"][0]
+    assert (int(stats["inference_count"]), int(stats["execution_count"])) == (4, 4)
+    sizes = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats["batch_stats"]}
+    assert sizes == {1: 2, 2: 2}, stats["batch_stats"]
+    assert int(stats["inference_stats"]["success"]["count"]) == 4
+    h.close()

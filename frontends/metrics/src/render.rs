@@ -597,6 +597,7 @@ nv_cpu_memory_used_bytes 733888512
         collector.record_execution(Execution {
             requests: 1,
             batch_size: 3,
+            padding: 0,
             input_ns: 0,
             infer_ns: 0,
             output_ns: 0,
