@@ -251,7 +251,7 @@ pub enum Reason {
 
 /// What to do with the pending requests now.
 #[derive(Debug, PartialEq, Eq)]
-enum Decision {
+pub(crate) enum Decision {
     /// Send the requests at these positions (ascending) as one batch.
     Send(Vec<usize>, Reason),
     /// Wait for more requests until this time (or indefinitely).
@@ -297,19 +297,35 @@ fn decide<J: Batchable>(
     let Some(head) = pending.front() else {
         return Decision::Wait(None);
     };
+    let queue = pending
+        .iter()
+        .map(|e| (e.batch_size(), e.job.compatible(&head.job)));
+    decide_queue(queue, head.enqueued(), policy, now, draining)
+}
+
+/// [`decide`] over a queue given as each request's batch size and whether it may join the
+/// head's batch, the head queued at `head_enqueued` (the `oldest` sequence batcher forms its
+/// batches with the same rules, as Triton's runs a dynamic batcher over its sequences).
+pub(crate) fn decide_queue(
+    queue: impl Iterator<Item = (u64, bool)>,
+    head_enqueued: Instant,
+    policy: &BatchPolicy,
+    now: Instant,
+    draining: bool,
+) -> Decision {
     let max_preferred = policy.largest_preferred();
     let mut size = 0u64;
     let mut count = 0usize;
     // (requests, batch size) of the preferred cut, once there is one.
     let mut best: Option<usize> = None;
     let mut cannot_grow = false;
-    for job in pending.iter() {
-        let next = job.batch_size().max(1);
+    for (next, compatible) in queue {
+        let next = next.max(1);
         if count > 0 {
             if size + next > max_preferred && best.is_none() {
                 best = Some(count);
             }
-            if size + next > policy.max_batch_size || !job.job.compatible(&head.job) {
+            if size + next > policy.max_batch_size || !compatible {
                 cannot_grow = true;
                 break;
             }
@@ -320,8 +336,11 @@ fn decide<J: Batchable>(
             best = Some(count);
         }
     }
+    if count == 0 {
+        return Decision::Wait(None);
+    }
     let all = || (0..count).collect::<Vec<_>>();
-    let delay_exceeded = !policy.max_delay.is_zero() && now >= head.enqueued() + policy.max_delay;
+    let delay_exceeded = !policy.max_delay.is_zero() && now >= head_enqueued + policy.max_delay;
     if let Some(best) = best
         && !delay_exceeded
     {
@@ -344,7 +363,7 @@ fn decide<J: Batchable>(
     if delay_exceeded {
         Decision::Send(all(), Reason::DelayExpired)
     } else {
-        Decision::Wait(Some(head.enqueued() + policy.max_delay))
+        Decision::Wait(Some(head_enqueued + policy.max_delay))
     }
 }
 

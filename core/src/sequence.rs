@@ -2,15 +2,23 @@
 //! correlation id (request parameters `sequence_id`, `sequence_start`, `sequence_end`).
 //!
 //! Every instance has slots: `max(1, max_batch_size)` with the `direct` strategy,
-//! `max_candidate_sequences` with `oldest`. A sequence takes a slot with its START request
-//! and keeps it until its END (or until it has been idle for `max_sequence_idle_microseconds`);
-//! START requests that find every slot taken wait in a backlog for one. The requests of one
-//! sequence run one at a time, in order, on the sequence's instance. A batch takes the ready
-//! requests of the instance's sequences, oldest first, at most `max_batch_size`; while fewer
-//! are ready than the batch size to aim for (the largest `preferred_batch_size` with
-//! `oldest`, `max_batch_size` otherwise) and some of the instance's sequences are not ready,
-//! it waits, at most the strategy's `max_queue_delay_microseconds` (0: not at all). This
-//! server keeps implicit state itself, so which slot a sequence holds does not change a
+//! `max_candidate_sequences` with `oldest`. A sequence takes a slot (the lowest free one of
+//! the instance with the most free) with its START request and keeps it until its END (or
+//! until it has been idle for `max_sequence_idle_microseconds`); START requests that find every
+//! slot taken wait in a backlog, and take freed slots in arrival order. The requests of one
+//! sequence run one at a time, in order, on the sequence's instance, one batch per instance at
+//! a time. Batches form as Triton's do:
+//! - `direct` (Triton's `DirectSequenceBatch`): a row for every slot up to the last one whose
+//!   sequence has a request ready; idle slots below it, and requests whose shapes differ from
+//!   the first ready one's, get null requests (not ready, no response, in no request's
+//!   statistics but in the execution's batch size). With `max_queue_delay_microseconds` and
+//!   `minimum_slot_utilization`, a batch waits while fewer than that share of the slots is
+//!   ready, at most the delay.
+//! - `oldest` (Triton's `OldestSequenceBatch`, a dynamic batcher over the candidate
+//!   sequences): the ready requests, oldest first, batched by the dynamic batcher's rules
+//!   ([`crate::batcher::decide_queue`]: equal shapes, preferred sizes, the delay).
+//!
+//! This server keeps implicit state itself, so which slot a sequence holds does not change a
 //! model's answers.
 //!
 //! Before a request runs the batcher gives it the model's control inputs (START, END, READY,
@@ -132,10 +140,11 @@ pub struct SequenceConfig {
     batch_dim: bool,
     /// Most requests in one batch (max(1, max_batch_size)).
     max_batch: usize,
-    /// The batch size to wait for (the largest preferred size, else max_batch), and for how
-    /// long at most (the strategy's max_queue_delay_microseconds; 0: never wait).
-    target_batch: usize,
+    /// The strategy's max_queue_delay_microseconds (0: never wait).
     max_delay: Duration,
+    /// `oldest`: how batches of the candidate sequences' requests form (the dynamic
+    /// batcher's rules: preferred sizes, delay, max_batch_size).
+    oldest: crate::batcher::BatchPolicy,
     /// `direct`: every slot up to the last ready one is a batch row (Triton's null requests
     /// fill the others), and a batch waits for the delay only while fewer than this share of
     /// the slots is ready (`minimum_slot_utilization`).
@@ -271,21 +280,18 @@ impl SequenceConfig {
                 } else {
                     max_batch
                 },
-                o.preferred_batch_size
-                    .iter()
-                    .filter_map(|&p| usize::try_from(p).ok())
-                    .filter(|&p| p >= 1 && p <= max_batch)
-                    .max(),
+                o.preferred_batch_size.clone(),
                 o.max_queue_delay_microseconds,
             ),
-            Some(StrategyChoice::Direct(d)) => (max_batch, None, d.max_queue_delay_microseconds),
-            None => (max_batch, None, 0),
+            Some(StrategyChoice::Direct(d)) => {
+                (max_batch, Vec::new(), d.max_queue_delay_microseconds)
+            }
+            None => (max_batch, Vec::new(), 0),
         };
-        let target_batch = preferred
-            .unwrap_or(max_batch)
-            .min(slots_per_instance)
-            .max(1);
         let max_delay = Duration::from_micros(delay_us);
+        // Triton's oldest strategy runs a dynamic batcher over its candidate sequences' next
+        // requests: its preferred sizes (default [max_batch_size]) and delay.
+        let oldest = crate::batcher::BatchPolicy::new(max_batch as u64, &preferred, delay_us);
         Ok(Some(SequenceConfig {
             controls,
             states,
@@ -297,8 +303,8 @@ impl SequenceConfig {
             slots_per_instance,
             batch_dim: config.max_batch_size > 0,
             max_batch,
-            target_batch,
             max_delay,
+            oldest,
             direct,
         }))
     }
@@ -791,37 +797,39 @@ impl<J: SequenceJob> Sequencer<J> {
         Some((ids, batch))
     }
 
-    /// The `oldest` strategy: the ready requests of the instance's sequences, oldest first,
-    /// at most `max_batch_size`; while fewer are ready than the largest preferred batch size
-    /// and some of its sequences are not ready, it waits, at most the delay.
+    /// Triton's `OldestSequenceBatch`: the next request of each of the instance's candidate
+    /// sequences goes through the dynamic batcher's rules (oldest first, a batch of equal
+    /// shapes, the preferred sizes, the delay; see [`crate::batcher::decide_queue`]).
     fn oldest_batch(&self, table: &mut Table<J>, instance: usize) -> Option<Formed<J>> {
-        let mut active = 0usize;
-        let mut ready: Vec<(Instant, CorrId)> = Vec::new();
-        for (id, seq) in table.sequences.iter() {
-            if seq.instance != instance {
-                continue;
-            }
-            active += 1;
-            if let (false, Some(job)) = (seq.running, seq.queue.front()) {
-                ready.push((job.enqueued(), id.clone()));
-            }
-        }
-        if ready.is_empty() {
-            return None;
-        }
+        let mut ready: Vec<(Instant, CorrId)> = table
+            .sequences
+            .iter()
+            .filter(|(_, seq)| seq.instance == instance && !seq.running)
+            .filter_map(|(id, seq)| seq.queue.front().map(|job| (job.enqueued(), id.clone())))
+            .collect();
         ready.sort_by_key(|(at, _)| *at);
-        let waited = ready[0].0.elapsed();
-        if ready.len() < self.config.target_batch
-            && ready.len() < active
-            && waited < self.config.max_delay
-        {
-            return None;
-        }
+        let (head_at, head_id) = ready.first()?.clone();
+        let head = table.sequences[&head_id].queue.front().expect("ready");
+        let queue = ready.iter().map(|(_, id)| {
+            let job = table.sequences[id].queue.front().expect("ready");
+            (1, job.same_shapes(head))
+        });
+        let positions = match crate::batcher::decide_queue(
+            queue,
+            head_at,
+            &self.config.oldest,
+            Instant::now(),
+            false,
+        ) {
+            crate::batcher::Decision::Send(positions, _) => positions,
+            crate::batcher::Decision::Wait(_) => return None,
+        };
         let mut ids = Vec::new();
         let mut batch = Vec::new();
-        for (_, id) in ready.into_iter().take(self.config.max_batch) {
-            if let Some((job, ended)) = self.take(table, &id) {
-                ids.push((id, ended));
+        for p in positions {
+            let id = &ready[p].1;
+            if let Some((job, ended)) = self.take(table, id) {
+                ids.push((id.clone(), ended));
                 batch.push(job);
             }
         }
@@ -997,43 +1005,45 @@ mod tests {
     }
 
     #[test]
-    fn oldest_waits_for_the_preferred_size_up_to_the_delay() {
+    fn oldest_forms_the_dynamic_batchers_batches() {
+        // Triton's oldest strategy is a dynamic batcher over the candidate sequences' next
+        // requests: preferred [2], a delay of 200 ms.
         let (tx, rx) = crossbeam_channel::bounded(1);
         let s = Sequencer::new("m", oldest(200_000), vec![tx], 16);
-        // The instance's only sequence: nothing to wait for.
+        // Even the only sequence waits: a preferred batch may still form within the delay.
         s.submit(job(1, true, false)).unwrap();
-        assert_eq!(rx.try_recv().unwrap().len(), 1);
-        s.submit(job(2, true, false)).unwrap(); // the instance is busy
-        s.instance_idle(0);
-        assert!(
-            rx.try_recv().is_err(),
-            "one of two sequences ready: waits for the preferred batch of 2"
-        );
-        s.submit(job(1, false, false)).unwrap();
+        assert!(rx.try_recv().is_err(), "1 of preferred 2: waits");
+        s.submit(job(2, true, false)).unwrap();
         let batch = rx.try_recv().unwrap();
-        assert_eq!(batch.len(), 2);
-        assert_eq!(batch[0].flags.id, CorrId::U64(2), "oldest request first");
+        assert_eq!(batch.len(), 2, "a preferred batch goes at once");
+        assert_eq!(batch[0].flags.id, CorrId::U64(1), "oldest request first");
         s.instance_idle(0);
         s.submit(job(2, false, true)).unwrap();
         assert!(rx.try_recv().is_err());
         s.submit(job(1, false, false)).unwrap();
         assert_eq!(rx.try_recv().unwrap().len(), 2);
         s.instance_idle(0);
-        // Sequence 2 ended; 1 is alone again: no waiting.
+        // A request of other shapes ends the oldest one's batch, which then goes at once
+        // (it cannot grow), as the dynamic batcher sends a batch that cannot take the next.
+        let mut other = job(3, true, false);
+        other.shape = vec![1, 7];
+        s.submit(other).unwrap();
+        assert!(rx.try_recv().is_err(), "alone: waits");
         s.submit(job(1, false, false)).unwrap();
-        assert_eq!(rx.try_recv().unwrap().len(), 1);
+        let batch = rx.try_recv().unwrap();
+        assert_eq!(
+            batch.iter().map(|j| j.flags.id.clone()).collect::<Vec<_>>(),
+            vec![CorrId::U64(3)]
+        );
     }
 
     #[test]
     fn the_delay_bounds_the_wait() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let s = Sequencer::new("m", oldest(20_000), vec![tx], 16);
-        s.submit(job(1, true, false)).unwrap();
-        rx.try_recv().unwrap();
         let sent = Instant::now();
-        s.submit(job(2, true, false)).unwrap();
-        s.instance_idle(0);
-        assert!(rx.try_recv().is_err(), "waits for sequence 1");
+        s.submit(job(1, true, false)).unwrap();
+        assert!(rx.try_recv().is_err(), "waits for a preferred batch");
         // The timer's work: dispatch once the delay has passed.
         let batch = loop {
             s.expire_idle();

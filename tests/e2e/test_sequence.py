@@ -525,3 +525,38 @@ def test_direct_batches_keep_each_sequence_in_its_slot(ferrite, connect):
     assert sizes == {1: 2, 2: 2}, stats["batch_stats"]
     assert int(stats["inference_stats"]["success"]["count"]) == 4
     h.close()
+
+
+def test_oldest_batches_as_a_dynamic_batcher_over_its_sequences(ferrite, connect):
+    # Triton's OldestSequenceBatch runs a dynamic batcher over the candidate sequences' next
+    # requests: two sequences' requests that arrive together make one preferred batch of 2,
+    # and a lone request waits out the delay (a preferred batch may still form).
+    repo = ferrite.repo()
+    variant(repo, "dyna_pair", "simple_dyna_sequence",
+            pref=("preferred_batch_size: [ 2, 4 ]", "preferred_batch_size: [ 2 ]"),
+            delay=("max_queue_delay_microseconds: 1000", "max_queue_delay_microseconds: 300000"),
+            instances=("count: 2", "count: 1"))
+    srv = ferrite.start([repo])
+    clients = [connect(srv, "grpc") for _ in range(2)]
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+    def run(k):
+        out = []
+        for j in range(3):
+            barrier.wait()
+            out.append(clients[k].infer("dyna_pair", 500 + k, 10 * k + j, start=j == 0, end=j == 2))
+        return out
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, range(2)))
+    # (INPUT + START + END * CORRID) * READY
+    assert results == [[1, 1, 502], [11, 11, 513]], results
+    h = httpclient.InferenceServerClient(srv.hostport)
+    stats = h.get_inference_statistics("dyna_pair")["model_stats"][0]
+    assert (int(stats["inference_count"]), int(stats["execution_count"])) == (6, 3), stats
+    assert [int(b["batch_size"]) for b in stats["batch_stats"]] == [2], stats["batch_stats"]
+    # Alone, a request waits for the delay before it runs.
+    started = time.monotonic()
+    assert clients[0].infer("dyna_pair", 600, 1, start=True, end=True) == 602
+    assert time.monotonic() - started >= 0.25
+    h.close()
