@@ -825,10 +825,19 @@ impl LoadedModel {
             null: false,
         };
         let sequence = match queue {
-            Queue::Sequence { .. } => Some(SequenceFlags::from_parameters(
-                &request.parameters,
-                &self.shared.name,
-            )?),
+            Queue::Sequence { .. } => {
+                // Triton's sequence batcher takes one row per request.
+                if batch_size > 1 {
+                    return Err(Error::invalid_arg(format!(
+                        "inference request to model '{}' must specify batch-size 1 due to requirements of sequence batcher",
+                        self.shared.name
+                    )));
+                }
+                Some(SequenceFlags::from_parameters(
+                    &request.parameters,
+                    &self.shared.name,
+                )?)
+            }
             _ => None,
         };
         let enqueued_at = std::time::Instant::now();

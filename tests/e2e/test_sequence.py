@@ -560,3 +560,17 @@ def test_oldest_batches_as_a_dynamic_batcher_over_its_sequences(ferrite, connect
     assert clients[0].infer("dyna_pair", 600, 1, start=True, end=True) == 602
     assert time.monotonic() - started >= 0.25
     h.close()
+
+
+@pytest.mark.parametrize("proto", ["http", "grpc"])
+def test_a_sequence_request_of_more_than_one_row_is_refused(server, proto):
+    mod = httpclient if proto == "http" else grpcclient
+    c = (httpclient.InferenceServerClient(server.hostport) if proto == "http"
+         else grpcclient.InferenceServerClient(server.grpc_hostport))
+    i = mod.InferInput("INPUT", [2, 1], "INT32")
+    i.set_data_from_numpy(np.array([[1], [2]], dtype=np.int32))
+    with pytest.raises(InferenceServerException) as e:
+        c.infer("sequence_accumulator", [i], sequence_id=900, sequence_start=True)
+    assert ("inference request to model 'sequence_accumulator' must specify batch-size 1 due to "
+            "requirements of sequence batcher") in e.value.message()
+    c.close()
