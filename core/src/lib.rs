@@ -23,6 +23,7 @@ pub mod server;
 pub mod shm;
 pub mod stats;
 pub mod tensor;
+pub mod texts;
 pub mod trace;
 
 pub use error::{Error, ErrorCode, Result};

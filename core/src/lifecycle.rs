@@ -237,9 +237,7 @@ fn write_override_files(
         // "Invalid file parameter ..."), not a failure to write.
         let too_long = rel.len() >= 4096 || path.components().any(|c| c.as_os_str().len() > 255);
         if too_long {
-            return Err(Error::invalid_arg(format!(
-                "Invalid file parameter '{rel}': File name too long"
-            )));
+            return Err(crate::texts::file_name_too_long(rel));
         }
         let safe = !rel.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
         if !safe {
@@ -266,11 +264,7 @@ fn write_override_files(
 /// that is not is refused as Triton refuses it (its poll of the repository fails): INTERNAL,
 /// "failed to load '<name>', failed to poll from model repository", here with the reason.
 fn parse_override(name: &str, json: &str) -> Result<ModelConfig> {
-    let refuse = |why: String| {
-        Error::internal(format!(
-            "failed to load '{name}', failed to poll from model repository: {why}"
-        ))
-    };
+    let refuse = |why: String| crate::texts::load_not_polled(name, &why);
     let value: serde_json::Value = serde_json::from_str(json)
         .map_err(|e| refuse(format!("the 'config' parameter is not valid JSON: {e}")))?;
     let mut config = crate::config::from_json(&value).map_err(|e| {
@@ -317,9 +311,7 @@ impl Server {
                     let dir = match dirs.get(n) {
                         Some(Ok(d)) => Ok(d.clone()),
                         Some(Err(e)) => Err(Error::new(e.code(), e.chain())),
-                        None => Err(Error::internal(format!(
-                            "failed to load '{n}', failed to poll from model repository"
-                        ))),
+                        None => Err(crate::texts::load_not_polled(n, "")),
                     };
                     (n.clone(), dir)
                 })
@@ -482,11 +474,7 @@ impl Server {
         if params.files.is_empty() {
             match &found {
                 Some(Err(e)) => return Err(Error::new(e.code(), e.chain())),
-                None => {
-                    return Err(Error::internal(format!(
-                        "failed to load '{name}', failed to poll from model repository"
-                    )));
-                }
+                None => return Err(crate::texts::load_not_polled(name, "")),
                 Some(Ok(_)) => {}
             }
         }

@@ -828,10 +828,7 @@ impl LoadedModel {
             Queue::Sequence { .. } => {
                 // Triton's sequence batcher takes one row per request.
                 if batch_size > 1 {
-                    return Err(Error::invalid_arg(format!(
-                        "inference request to model '{}' must specify batch-size 1 due to requirements of sequence batcher",
-                        self.shared.name
-                    )));
+                    return Err(crate::texts::sequence_batch_size(&self.shared.name));
                 }
                 Some(SequenceFlags::from_parameters(
                     &request.parameters,

@@ -4,6 +4,7 @@
 use crate::config::{ModelConfig, datatype};
 use crate::request::InferenceRequest;
 use crate::tensor::{DataType, bytes_elements, element_count, shape_string};
+use crate::texts;
 use crate::{Error, Result};
 
 /// Triton's hint after a shape error for a model that batches.
@@ -23,14 +24,10 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
 
     // Triton refuses a second tensor of a name as the request is built, before anything else.
     if let Some(name) = first_duplicate(req.inputs.iter().map(|t| t.name.as_str())) {
-        return Err(Error::invalid_arg(format!(
-            "{prefix}input '{name}' already exists in request"
-        )));
+        return Err(texts::duplicate_input(&prefix, name));
     }
     if let Some(name) = first_duplicate(req.outputs.iter().map(|o| o.name.as_str())) {
-        return Err(Error::invalid_arg(format!(
-            "{prefix}output '{name}' already exists in request"
-        )));
+        return Err(texts::duplicate_output(&prefix, name));
     }
 
     // Every input must be one the model declares...
@@ -221,11 +218,11 @@ fn reshape_inputs(config: &ModelConfig, req: &mut InferenceRequest) -> Result<()
 
 fn deduce_raw_input(config: &ModelConfig, req: &mut InferenceRequest, prefix: &str) -> Result<()> {
     if config.input.len() != 1 {
-        return Err(Error::invalid_arg(format!(
-            "{prefix}Raw request must only have 1 input (found 1) to be deduced but got {} inputs in '{}' model configuration",
+        return Err(texts::raw_needs_one_input(
+            prefix,
             config.input.len(),
-            config.name
-        )));
+            &config.name,
+        ));
     }
     let declared = &config.input[0];
     let dt = datatype(declared.data_type).ok_or_else(|| {
@@ -247,19 +244,13 @@ fn deduce_raw_input(config: &ModelConfig, req: &mut InferenceRequest, prefix: &s
     shape.extend_from_slice(&declared.dims);
     let variable: Vec<usize> = (0..shape.len()).filter(|&i| shape[i] == -1).collect();
     if variable.len() > 1 {
-        return Err(Error::invalid_arg(format!(
-            "{prefix}The shape of the raw input '{}' can not be deduced because there are more than one variable-sized dimension",
-            declared.name
-        )));
+        return Err(texts::raw_shape_not_deducible(prefix, &declared.name));
     }
     let known: i64 = shape.iter().filter(|&&d| d != -1).product();
     match dt.element_size() {
         None => {
             if !variable.is_empty() || known != 1 {
-                return Err(Error::invalid_arg(format!(
-                    "{prefix}For BYTE datatype raw input '{}', the model must have input shape [1]",
-                    declared.name
-                )));
+                return Err(texts::raw_bytes_needs_shape_one(prefix, &declared.name));
             }
             let len = u32::try_from(input.data.len()).map_err(|_| {
                 Error::invalid_arg(format!(

@@ -516,11 +516,7 @@ impl Server {
                         let m = loaded
                             .into_iter()
                             .find(|m| m.version() == v)
-                            .ok_or_else(|| {
-                                Error::invalid_arg(format!(
-                                    "requested model version is not available for model '{name}'"
-                                ))
-                            })?;
+                            .ok_or_else(|| crate::texts::version_not_available(name))?;
                         out.push(m.stats());
                     }
                 }

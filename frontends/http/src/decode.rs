@@ -380,11 +380,10 @@ fn input_tensor(
         .try_fold(1i64, |acc, &d| acc.checked_mul(d))
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| {
-            Error::invalid_arg(format!(
-                "invalid shape for input '{name}': shape {} causes total element count to exceed maximum size of {}",
-                ferrite_core::tensor::shape_string(&shape),
-                i64::MAX
-            ))
+            ferrite_core::texts::element_count_overflow(
+                &name,
+                &ferrite_core::tensor::shape_string(&shape),
+            )
         })?;
     if count == 0 {
         return Ok(Tensor::new(name, datatype, shape, Bytes::new()));

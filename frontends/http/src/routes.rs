@@ -625,10 +625,9 @@ impl Frontend {
                 match r.as_bool() {
                     Some(r) => ready = r,
                     None => {
-                        return reply::error(
-                            StatusCode::BAD_REQUEST,
+                        return reply::core_error(
                             Kind::Json,
-                            "Invalid value for 'ready': expected a boolean",
+                            &ferrite_core::texts::index_ready_not_bool(),
                         );
                     }
                 }
