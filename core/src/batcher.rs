@@ -190,7 +190,10 @@ impl Queues {
         Ok((
             Admission {
                 level,
-                timeout: timeout.map(|t| (now + t, policy.action)),
+                // A timeout too far to reckon (a client's u64::MAX) is none at all.
+                timeout: timeout
+                    .and_then(|t| now.checked_add(t))
+                    .map(|at| (at, policy.action)),
             },
             place,
         ))
@@ -378,10 +381,12 @@ fn take<J>(pending: &mut VecDeque<Entry<J>>, positions: &[usize]) -> Vec<J> {
     batch
 }
 
-/// The earliest queue timeout among `pending`.
-fn next_timeout<J: Batchable>(pending: &VecDeque<Entry<J>>) -> Option<Instant> {
+/// The earliest queue timeout among `pending` (delayed requests, ranked at or beyond
+/// `levels`, time out no more).
+fn next_timeout<J: Batchable>(pending: &VecDeque<Entry<J>>, levels: usize) -> Option<Instant> {
     pending
         .iter()
+        .filter(|e| e.rank < levels)
         .filter_map(|e| e.timeout())
         .map(|(at, _)| at)
         .min()
@@ -483,7 +488,7 @@ pub fn run<J: Batchable>(
         if draining && pending.is_empty() {
             return;
         }
-        let timeout = next_timeout(&pending);
+        let timeout = next_timeout(&pending, levels);
         match decide(&pending, &policy, Instant::now(), draining) {
             Decision::Send(positions, reason) => {
                 // Hand the batch to the first idle instance; a request arriving meanwhile may
@@ -763,6 +768,25 @@ mod tests {
             low.timeout,
             Some((now + Duration::from_micros(1000), TimeoutAction::Reject))
         );
+    }
+
+    #[test]
+    fn delayed_requests_set_no_timer_and_huge_timeouts_are_none() {
+        let now = Instant::now();
+        let mut j = job(0, 1, 16, now);
+        j.timeout = Some((now, TimeoutAction::Delay));
+        // Delayed already (ranked past the levels): it times out no more, so no timer.
+        let q: VecDeque<Entry<J>> = [Entry { job: j, rank: 1 }].into();
+        assert_eq!(next_timeout(&q, 1), None);
+        // A client's timeout of u64::MAX microseconds: no panic, at worst no timeout at all
+        // (where the clock cannot reckon that far).
+        let queues = Arc::new(Queues::from_config(&dynamic_batching(
+            "default_queue_policy { allow_timeout_override: true default_timeout_microseconds: 10 }",
+        )));
+        let (a, _place) = queues
+            .admit(&params(&[("timeout", u64::MAX)]), now, "m")
+            .unwrap();
+        assert!(a.timeout.is_none_or(|(at, _)| at > now));
     }
 
     #[test]

@@ -632,17 +632,24 @@ impl LoadedModel {
             (_, Some(sequencer)) => {
                 // Releases the slots of idle sequences; stops when the queue is dropped.
                 let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+                // Wakes each period, and when a batch held back by its queue delay is due.
                 let weak = Arc::downgrade(&sequencer);
-                let period = sequencer.idle_check_period();
+                let wakeups = sequencer.wakeups();
                 let thread = std::thread::Builder::new()
                     .name(format!("seq-{}", dir.name))
                     .spawn(move || {
-                        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-                            stop_rx.recv_timeout(period)
-                        {
-                            match weak.upgrade() {
-                                Some(s) => s.expire_idle(),
-                                None => return,
+                        crate::clock::precise_timed_waits();
+                        loop {
+                            let Some(wait) = weak.upgrade().map(|s| s.next_wake()) else {
+                                return;
+                            };
+                            crossbeam_channel::select! {
+                                recv(stop_rx) -> _ => return,
+                                recv(wakeups) -> _ => continue,
+                                default(wait) => match weak.upgrade() {
+                                    Some(s) => s.expire_idle(),
+                                    None => return,
+                                },
                             }
                         }
                     })
@@ -970,6 +977,9 @@ struct RequestSink {
 impl RequestSink {
     /// Ends the request with `error` (it did not run), counted as a failure for `reason`.
     fn fail(&self, error: Error, reason: FailureReason) {
+        if self.null {
+            return;
+        }
         self.shared
             .stats
             .record_failure(reason, clock::now_ns().saturating_sub(self.received_ns));
@@ -1134,7 +1144,8 @@ fn run_batch(instance: &mut DriverInstance, shared: &Shared, jobs: Vec<Job>) {
             trace,
         ));
     }
-    if live.is_empty() {
+    // Null rows alone (their sequences' requests were cancelled) are nobody's work.
+    if live.iter().all(|(_, (size, _), _, _)| *size == 0) {
         return;
     }
     if tracing::enabled!(tracing::Level::DEBUG) {

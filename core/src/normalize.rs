@@ -3,7 +3,7 @@
 
 use crate::config::{ModelConfig, datatype};
 use crate::request::InferenceRequest;
-use crate::tensor::{DataType, bytes_elements, element_count, shape_string};
+use crate::tensor::{DataType, bytes_elements, shape_string};
 use crate::texts;
 use crate::{Error, Result};
 
@@ -133,10 +133,16 @@ pub fn prepare(config: &ModelConfig, req: &mut InferenceRequest) -> Result<u64> 
             )));
         }
 
-        let count = element_count(&input.shape);
+        // A shape whose byte size does not fit in memory's range is refused, never wrapped.
+        let overflow = || texts::element_count_overflow(&input.name, &shape_string(&input.shape));
+        let count = input
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+            .ok_or_else(overflow)?;
         match input.datatype.element_size() {
             Some(size) => {
-                let expected = count * size;
+                let expected = count.checked_mul(size).ok_or_else(overflow)?;
                 if input.data.len() != expected {
                     return Err(Error::invalid_arg(format!(
                         "{prefix}input byte size mismatch for input '{}' for model '{model}'. Expected {expected}, got {}",
@@ -276,7 +282,7 @@ fn deduce_raw_input(config: &ModelConfig, req: &mut InferenceRequest, prefix: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tensor::Tensor;
+    use crate::tensor::{Tensor, element_count};
     use bytes::Bytes;
 
     fn config(max_batch: i32) -> ModelConfig {
@@ -456,6 +462,27 @@ mod tests {
         assert_eq!(prepare(&c, &mut r).unwrap(), 3);
         assert_eq!(r.inputs[0].shape, vec![3, 5, 2]);
         assert_eq!(r.inputs[1].shape, vec![3]);
+    }
+
+    #[test]
+    fn a_shape_past_the_address_range_is_refused_not_wrapped() {
+        let c = ferrite_proto::parse_model_config(
+            r#"name: "m" max_batch_size: 0
+               input [ { name: "X" data_type: TYPE_FP32 dims: [ -1 ] } ]"#,
+        )
+        .unwrap();
+        // 2^62 elements of 4 bytes: the byte count wraps to 0 in 64 bits.
+        let mut r = req(vec![Tensor::new(
+            "X",
+            DataType::Fp32,
+            vec![1 << 62],
+            Bytes::new(),
+        )]);
+        r.model_name = "m".into();
+        assert_eq!(
+            err(&c, r),
+            "invalid shape for input 'X': shape [4611686018427387904] causes total element count to exceed maximum size of 9223372036854775807"
+        );
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! client sees them (as `InferenceResponse::Output::Reshape`), so every driver, ensemble step
 //! and batcher works in the model's shapes. Load-time checks are Triton's `ValidateIOShape`.
 
-/// Maps `actual`, a shape that fits the pattern `from` (same rank; `-1` where any size is
-/// allowed), onto the pattern `to`: each `-1` of `to` takes, in order, the size `actual` has at
-/// a `-1` of `from`. `None` when `actual` does not have `from`'s rank or `to` has more
-/// variable dimensions than `from` (a configuration [`check`] refuses).
+/// Maps `actual`, a shape that fits the pattern `from` (same rank, the same sizes where
+/// `from` is fixed; `-1` where any size is allowed), onto the pattern `to`: each `-1` of `to`
+/// takes, in order, the size `actual` has at a `-1` of `from`. `None` when `actual` does not
+/// fit `from` or `to` has more variable dimensions than `from` (a configuration [`check`]
+/// refuses).
 pub fn map_shape(from: &[i64], to: &[i64], actual: &[i64]) -> Option<Vec<i64>> {
-    if from.len() != actual.len() {
+    if from.len() != actual.len() || from.iter().zip(actual).any(|(&f, &a)| f != -1 && f != a) {
         return None;
     }
     let mut variable = from
@@ -123,6 +124,8 @@ mod tests {
         assert_eq!(map_shape(&[1], &[], &[1]), Some(vec![]));
         assert_eq!(map_shape(&[], &[1], &[]), Some(vec![1]));
         assert_eq!(map_shape(&[3, 4], &[12], &[3]), None);
+        // A model output of another size than the reshape says is no [1000].
+        assert_eq!(map_shape(&[1, 1000, 1, 1], &[1000], &[1, 999, 1, 1]), None);
         assert_eq!(map_shape(&[4], &[-1], &[4]), None);
     }
 

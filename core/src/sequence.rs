@@ -337,9 +337,10 @@ impl SequenceConfig {
     }
 
     /// The control and state inputs of a null request (Triton's, for a slot with nothing
-    /// ready): not ready, no START or END, CORRID 0, the initial state.
-    fn null_inputs(&self) -> Vec<Tensor> {
-        self.controls_and_state(None, None)
+    /// ready): not ready, no START or END, CORRID 0, the given sequence's state (its shapes)
+    /// or the initial state.
+    fn null_inputs(&self, state: Option<&[Tensor]>) -> Vec<Tensor> {
+        self.controls_and_state(None, state)
     }
 
     fn controls_and_state(
@@ -450,6 +451,8 @@ struct Table<J> {
     /// Sequences whose START waits for a slot, in arrival order, with their requests.
     backlog: VecDeque<(CorrId, VecDeque<J>)>,
     busy: Vec<bool>,
+    /// The earliest moment a batch held back by a queue delay is due (the timer wakes then).
+    wake_at: Option<Instant>,
     /// The sequences of each instance's running batch, and the slot of those whose request
     /// ended them (they have already left `sequences`; the slot is freed when the batch is
     /// done).
@@ -467,6 +470,8 @@ pub(crate) struct Sequencer<J> {
     table: Mutex<Table<J>>,
     instances: Vec<Sender<Vec<J>>>,
     backlog_limit: usize,
+    /// Tells the timer that a batch became due sooner (see [`Sequencer::wakeups`]).
+    wake: (Sender<()>, crossbeam_channel::Receiver<()>),
 }
 
 impl<J: SequenceJob> Sequencer<J> {
@@ -485,10 +490,12 @@ impl<J: SequenceJob> Sequencer<J> {
                 backlog: VecDeque::new(),
                 busy: vec![false; n],
                 in_flight: vec![Vec::new(); n],
+                wake_at: None,
             }),
             config,
             instances,
             backlog_limit,
+            wake: crossbeam_channel::bounded(1),
         }
     }
 
@@ -677,8 +684,10 @@ impl<J: SequenceJob> Sequencer<J> {
     }
 
     /// Sends each idle instance a batch: the next request of each of its sequences that has
-    /// one and is not running.
+    /// one and is not running. A batch held back by its delay sets `wake_at`, and the timer
+    /// is told so it wakes on time.
     fn dispatch(&self, table: &mut Table<J>) {
+        table.wake_at = None;
         for instance in 0..self.instances.len() {
             if table.busy[instance] {
                 continue;
@@ -701,6 +710,28 @@ impl<J: SequenceJob> Sequencer<J> {
                 }
             }
         }
+        if table.wake_at.is_some() {
+            let _ = self.wake.0.try_send(());
+        }
+    }
+
+    /// Notes that a batch waits until `at`.
+    fn wait_until(table: &mut Table<J>, at: Instant) {
+        table.wake_at = Some(table.wake_at.map_or(at, |w| w.min(at)));
+    }
+
+    /// How long the timer may sleep: its period, or less when a held-back batch is due sooner.
+    pub(crate) fn next_wake(&self) -> Duration {
+        let period = self.idle_check_period();
+        match self.table.lock().wake_at {
+            Some(at) => at.saturating_duration_since(Instant::now()).min(period),
+            None => period,
+        }
+    }
+
+    /// Where the timer hears of a new `wake_at` (its sleep is cut short).
+    pub(crate) fn wakeups(&self) -> crossbeam_channel::Receiver<()> {
+        self.wake.1.clone()
     }
 
     /// Takes the next request of sequence `id` for a batch: its server inputs, and the
@@ -759,11 +790,13 @@ impl<J: SequenceJob> Sequencer<J> {
             }
         }
         let last = by_slot.iter().rposition(Option::is_some)?;
-        if !self.config.max_delay.is_zero()
+        if let Some(oldest) = oldest
+            && !self.config.max_delay.is_zero()
             && utilization > 0.0
             && (ready as f32) / (self.config.max_batch as f32) < utilization
-            && oldest.is_some_and(|o| o.elapsed() < self.config.max_delay)
+            && oldest.elapsed() < self.config.max_delay
         {
+            Self::wait_until(table, oldest + self.config.max_delay);
             return None;
         }
         // The first ready slot's request gives the shapes of the batch and of its nulls.
@@ -773,6 +806,9 @@ impl<J: SequenceJob> Sequencer<J> {
             .front()
             .expect("ready")
             .null_copy();
+        // Null rows take the first ready sequence's state (its shapes; the model reads
+        // nothing of a row that is not ready), as Triton's null requests copy it.
+        let template_state = table.sequences[&first].state.clone();
         let mut ids = Vec::new();
         let mut batch = Vec::with_capacity(last + 1);
         for slot in by_slot.into_iter().take(last + 1) {
@@ -789,7 +825,10 @@ impl<J: SequenceJob> Sequencer<J> {
                 }
                 None => {
                     let mut null = template.null_copy();
-                    null.prepare(self.config.null_inputs(), Arc::default());
+                    null.prepare(
+                        self.config.null_inputs(template_state.as_deref()),
+                        Arc::default(),
+                    );
                     batch.push(null);
                 }
             }
@@ -822,7 +861,12 @@ impl<J: SequenceJob> Sequencer<J> {
             false,
         ) {
             crate::batcher::Decision::Send(positions, _) => positions,
-            crate::batcher::Decision::Wait(_) => return None,
+            crate::batcher::Decision::Wait(due) => {
+                if let Some(at) = due {
+                    Self::wait_until(table, at);
+                }
+                return None;
+            }
         };
         let mut ids = Vec::new();
         let mut batch = Vec::new();
@@ -1035,6 +1079,18 @@ mod tests {
             batch.iter().map(|j| j.flags.id.clone()).collect::<Vec<_>>(),
             vec![CorrId::U64(3)]
         );
+    }
+
+    #[test]
+    fn the_timer_is_told_when_a_held_batch_is_due() {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let s = Sequencer::new("m", oldest(30_000), vec![tx], 16);
+        let wakeups = s.wakeups();
+        assert!(s.next_wake() >= Duration::from_micros(100));
+        s.submit(job(1, true, false)).unwrap();
+        // The batch waits for its 30 ms delay: the timer hears of it and sleeps no longer.
+        assert!(wakeups.try_recv().is_ok());
+        assert!(s.next_wake() <= Duration::from_millis(30));
     }
 
     #[test]

@@ -170,7 +170,12 @@ fn execute_ragged(
                     )));
                 }
                 datatype = Some(t.datatype);
-                count += t.shape.iter().map(|&d| d.max(0)).product::<i64>();
+                let elements = t
+                    .shape
+                    .iter()
+                    .try_fold(1i64, |n, &d| n.checked_mul(d.max(0)))
+                    .unwrap_or(i64::MAX);
+                count = count.saturating_add(elements);
                 buf.extend_from_slice(t.data);
             }
             let data: &[u8] = buf;

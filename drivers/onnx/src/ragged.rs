@@ -190,31 +190,38 @@ impl Ragged {
     }
 }
 
+/// The element count of a request's tensor (the core has checked that it fits its bytes).
 fn element_count(shape: &[i64]) -> i64 {
-    shape.iter().map(|&d| d.max(0)).product()
+    shape
+        .iter()
+        .try_fold(1i64, |n, &d| n.checked_mul(d.max(0)))
+        .unwrap_or(i64::MAX)
 }
 
 /// A batch input's tensor for requests whose source input shapes (batch dimension first) are
 /// `shapes`, in request order: its shape and little-endian data.
 pub fn batch_input_tensor(input: &BatchInput, shapes: &[&[i64]]) -> (Vec<i64>, Vec<u8>) {
     let counts = shapes.iter().map(|s| element_count(s));
+    if input.kind == Kind::MaxElementCountAsShape {
+        // Only the shape tells: zeros, 4 bytes each (INT32 or FP32), made directly.
+        let max = counts.max().unwrap_or(0).max(0);
+        return (vec![max], vec![0u8; 4 * max as usize]);
+    }
     let values: Vec<i64> = match input.kind {
         Kind::ElementCount => counts.collect(),
         Kind::AccumulatedElementCount => counts
-            .scan(0, |sum, c| {
-                *sum += c;
+            .scan(0i64, |sum, c| {
+                *sum = sum.saturating_add(c);
                 Some(*sum)
             })
             .collect(),
         Kind::AccumulatedElementCountWithZero => std::iter::once(0)
-            .chain(counts.scan(0, |sum, c| {
-                *sum += c;
+            .chain(counts.scan(0i64, |sum, c| {
+                *sum = sum.saturating_add(c);
                 Some(*sum)
             }))
             .collect(),
-        Kind::MaxElementCountAsShape => {
-            vec![0; counts.max().unwrap_or(0) as usize]
-        }
+        Kind::MaxElementCountAsShape => unreachable!("made above"),
         Kind::ItemShape | Kind::ItemShapeFlatten => shapes
             .iter()
             .flat_map(|s| {
