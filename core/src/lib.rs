@@ -5,6 +5,7 @@
 pub mod batcher;
 pub mod clock;
 pub mod config;
+pub mod confine;
 pub mod custom_metrics;
 pub mod driver;
 pub mod ensemble;

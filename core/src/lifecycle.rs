@@ -239,11 +239,11 @@ fn write_override_files(
         if too_long {
             return Err(crate::texts::file_name_too_long(rel));
         }
-        let safe = !rel.is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)));
-        if !safe {
-            return Err(Error::invalid_arg(format!(
-                "failed to load '{name}': the parameter 'file:{rel}' names a path outside the model directory"
-            )));
+        if !crate::confine::is_plain_relative(rel) {
+            return Err(crate::texts::file_outside(
+                &format!("file:{rel}"),
+                &lexically_normal(&root.join(path)).display().to_string(),
+            ));
         }
         let dest = root.join(path);
         if let Some(parent) = dest.parent() {
@@ -258,6 +258,22 @@ fn write_override_files(
     std::fs::create_dir_all(&root)
         .map_err(|e| Error::internal(format!("failed to create {}: {e}", root.display())))?;
     Ok(temp)
+}
+
+/// `path` with `.` and `..` resolved by name (nothing is read): what a `file:` parameter
+/// would have written to, for the message that refuses it.
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// A `config` parameter: a ModelConfig in JSON, whose name (if any) must be the model's. One
@@ -452,6 +468,8 @@ impl Server {
     }
 
     fn load_with_steps(&self, name: &str, params: LoadParams, depth: usize) -> Result<()> {
+        // A name becomes a folder (in the repository, or the override's temporary one).
+        crate::confine::model_name(name)?;
         if depth > 16 {
             return Err(Error::invalid_arg(format!(
                 "failed to load '{name}': ensembles nest more than 16 deep (a cycle of ensembles?)"
@@ -770,6 +788,7 @@ impl Server {
                 "explicit model load / unload is not allowed if polling is enabled",
             ));
         }
+        crate::confine::model_name(name)?;
         let steps = self.ensemble_steps(name);
         self.unload_cascade(name, false);
         if unload_dependents {
@@ -1067,8 +1086,20 @@ mod tests {
             let mut files = BTreeMap::new();
             files.insert(bad.to_string(), b"abc".to_vec());
             let e = write_override_files("m", &files).unwrap_err();
-            assert!(e.message().contains("outside the model directory"), "{bad}");
+            assert_eq!(e.code(), crate::ErrorCode::InvalidArg, "{bad}");
+            assert!(
+                e.message().starts_with(&format!(
+                    "Invalid file parameter 'file:{bad}' with normalized path '"
+                )) && e.message().ends_with("' must stay within model directory."),
+                "{}",
+                e.message()
+            );
         }
+        // Nothing of a refused load was written beside its folder.
+        let mut files = BTreeMap::new();
+        files.insert("../escaped".to_string(), b"abc".to_vec());
+        assert!(write_override_files("m", &files).is_err());
+        assert!(!std::env::temp_dir().join("escaped").exists());
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl Shared {
             let labels = if o.label_filename.is_empty() {
                 Vec::new()
             } else {
-                repository::read_labels(&dir.path, &o.label_filename)?
+                repository::read_labels(&dir.path, &o.label_filename, &o.name, &dir.name)?
             };
             outputs.push(OutputSpec {
                 name: o.name.clone(),
@@ -517,6 +517,32 @@ impl LoadedModel {
 
         refuse_issues(dir, config::reshape_issues(&config))?;
         let version_path = dir.path.join(version.to_string());
+        // Label files stay in the model folder, checked before any driver reads one.
+        for o in config
+            .output
+            .iter()
+            .filter(|o| !o.label_filename.is_empty())
+        {
+            if crate::confine::inside(&dir.path, &o.label_filename).is_none() {
+                let path = dir.path.join(&o.label_filename);
+                return Err(crate::texts::label_outside(
+                    &path.display().to_string(),
+                    &o.name,
+                    &dir.name,
+                ));
+            }
+        }
+        // The model file a configuration names stays in the version folder.
+        if !config.default_model_filename.is_empty()
+            && crate::confine::inside(&version_path, &config.default_model_filename).is_none()
+        {
+            return Err(Error::invalid_arg(format!(
+                "default_model_filename '{}' of model '{}' is outside its version folder {}",
+                config.default_model_filename,
+                dir.name,
+                version_path.display()
+            )));
+        }
         let (driver_model, new_config) = driver.load_model(&ModelLoadRequest {
             name: &dir.name,
             version,

@@ -121,12 +121,14 @@ pub fn select_versions(config: &ModelConfig, available: &[i64]) -> Result<Vec<i6
 }
 
 /// Reads a labels file: one label per line.
-pub fn read_labels(model_dir: &Path, file: &str) -> Result<Vec<String>> {
-    let path = model_dir.join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Error::invalid_arg(format!("failed to read label file {}: {e}", path.display()))
-            .with_source(e)
+/// The labels of output `output` of `model`: `file` must stay inside the model's folder
+/// (after symlinks; Triton's text and code otherwise), and is read with a size limit.
+pub fn read_labels(model_dir: &Path, file: &str, output: &str, model: &str) -> Result<Vec<String>> {
+    let path = crate::confine::inside(model_dir, file).ok_or_else(|| {
+        crate::texts::label_outside(&model_dir.join(file).display().to_string(), output, model)
     })?;
+    let bytes = crate::confine::read_limited(&path, "label file")?;
+    let text = String::from_utf8_lossy(&bytes);
     Ok(text
         .lines()
         .map(|l| l.trim_end_matches('\r').to_string())

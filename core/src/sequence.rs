@@ -227,15 +227,24 @@ impl SequenceConfig {
             let initial = match s.initial_state.first() {
                 Some(init) => match &init.state_data {
                     Some(StateData::DataFile(file)) => {
-                        // Triton: row-major binary in <model>/initial_state/<data_file>.
-                        let path = model_dir.join("initial_state").join(file);
-                        let data = std::fs::read(&path).map_err(|e| {
+                        // Triton: row-major binary in <model>/initial_state/<data_file>, which
+                        // must stay there (after symlinks) and is read with a limit.
+                        let folder = model_dir.join("initial_state");
+                        let path = crate::confine::inside(&folder, file).ok_or_else(|| {
                             Error::invalid_arg(format!(
-                                "state '{}': cannot read initial state {}: {e}",
+                                "state '{}': initial_state data_file '{file}' is outside {}",
                                 s.input_name,
-                                path.display()
+                                folder.display()
                             ))
                         })?;
+                        let data =
+                            crate::confine::read_limited(&path, "initial state").map_err(|e| {
+                                Error::invalid_arg(format!(
+                                    "state '{}': {}",
+                                    s.input_name,
+                                    e.message()
+                                ))
+                            })?;
                         if let Some(size) = datatype.element_size()
                             && data.len() != count * size
                         {
@@ -1312,10 +1321,22 @@ mod tests {
         );
         let e = with_state(r#"data_file: "absent.bin""#, dir.path()).unwrap_err();
         assert!(
-            e.message().contains("cannot read initial state") && e.message().contains("absent.bin"),
+            e.message().contains("failed to read initial state")
+                && e.message().contains("absent.bin"),
             "{}",
             e.message()
         );
+        // The data file stays in initial_state/ (after symlinks), and /dev/zero never ends.
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("initial_state/zero")).unwrap();
+        for bad in ["../config.pbtxt", "/etc/passwd", "zero"] {
+            let e = with_state(&format!("data_file: \"{bad}\""), dir.path()).unwrap_err();
+            assert!(
+                e.message()
+                    .contains(&format!("initial_state data_file '{bad}' is outside")),
+                "{}",
+                e.message()
+            );
+        }
     }
 
     #[test]

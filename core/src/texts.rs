@@ -73,6 +73,33 @@ pub fn file_name_too_long(relative: &str) -> Error {
     ))
 }
 
+/// core `model_repository_manager.cc` (model name check): a name of nothing but blanks.
+pub fn empty_model_name() -> Error {
+    Error::invalid_arg("Model name cannot be empty. Please enter a valid name to deploy.")
+}
+
+/// core `model_repository_manager.cc` (model name check): a name that is a path.
+pub fn invalid_model_name(name: &str) -> Error {
+    Error::invalid_arg(format!(
+        "invalid model name '{name}', model name must not contain path traversal characters"
+    ))
+}
+
+/// core `model_repository_manager.cc` (file overrides): a `file:` name outside the model's
+/// folder.
+pub fn file_outside(parameter: &str, normalized: &str) -> Error {
+    Error::invalid_arg(format!(
+        "Invalid file parameter '{parameter}' with normalized path '{normalized}' must stay within model directory."
+    ))
+}
+
+/// core `model.cc` Init: a `label_filename` outside the model's folder.
+pub fn label_outside(path: &str, output: &str, model: &str) -> Error {
+    Error::unsupported(format!(
+        "label file path '{path}' for output '{output}' in model '{model}' is outside model directory"
+    ))
+}
+
 /// server `http_server.cc` HandleRepositoryIndex: `ready` that is not a boolean.
 pub fn index_ready_not_bool() -> Error {
     Error::invalid_arg("Invalid value for 'ready': expected a boolean")
@@ -151,7 +178,29 @@ mod tests {
                 "inference request to model 'm' must specify batch-size 1 due to requirements of sequence batcher",
             ),
         ];
-        for (error, code, text) in cases {
+        let more = [
+            (
+                empty_model_name(),
+                InvalidArg,
+                "Model name cannot be empty. Please enter a valid name to deploy.",
+            ),
+            (
+                invalid_model_name("/tmp/x"),
+                InvalidArg,
+                "invalid model name '/tmp/x', model name must not contain path traversal characters",
+            ),
+            (
+                file_outside("file:../x", "/tmp/x"),
+                InvalidArg,
+                "Invalid file parameter 'file:../x' with normalized path '/tmp/x' must stay within model directory.",
+            ),
+            (
+                label_outside("/m/../etc/passwd", "OUT", "m"),
+                crate::ErrorCode::Unsupported,
+                "label file path '/m/../etc/passwd' for output 'OUT' in model 'm' is outside model directory",
+            ),
+        ];
+        for (error, code, text) in cases.into_iter().chain(more) {
             assert_eq!((error.code(), error.message()), (code, text));
         }
         assert_eq!(

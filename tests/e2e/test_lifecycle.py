@@ -321,6 +321,36 @@ def test_config_override_replaces_config_pbtxt(ferrite, connect, repo, proto):
 
 
 @pytest.mark.parametrize("proto", PROTOS)
+def test_files_a_config_names_stay_in_the_model_folder(ferrite, connect, proto):
+    # An override that points label_filename, default_model_filename or an initial state's
+    # data_file outside the model's folder is refused at load, before anything is read; the
+    # loaded version keeps serving with its own labels.
+    repo = ferrite.repo("efficientnet_lite0_onnx", "sequence_accumulator")
+    srv = ferrite.start([repo], [EXPLICIT, "--load-model", "efficientnet_lite0_onnx",
+                                 "--load-model", "sequence_accumulator"])
+    api = connect(srv, proto)
+    label_cfg = json.dumps({"platform": "onnxruntime_onnx", "max_batch_size": 8,
+                            "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [1000],
+                                        "label_filename": "/etc/passwd"}]})
+    code, message = api.error(api.load, "efficientnet_lite0_onnx", config=label_cfg)
+    # The load API wraps the version's failure as Triton's does: INVALID_ARG "load failed ...".
+    assert code == "INVALID_ARGUMENT", (code, message)
+    assert ("label file path '" in message and "' for output 'logits' in model "
+            "'efficientnet_lite0_onnx' is outside model directory" in message), message
+    file_cfg = json.dumps({"platform": "onnxruntime_onnx", "max_batch_size": 8,
+                           "default_model_filename": "../../../../etc/passwd"})
+    code, message = api.error(api.load, "efficientnet_lite0_onnx", config=file_cfg)
+    assert code == "INVALID_ARGUMENT" and "default_model_filename '../../../../etc/passwd'" in message, message
+    assert "is outside its version folder" in message, message
+    state = u.read_pbtxt("sequence_accumulator").replace("zero_data: true", 'data_file: "../../../../dev/zero"')
+    # The same through config.pbtxt on a reload: refused, the loaded version serves on.
+    (repo / "sequence_accumulator" / "config.pbtxt").write_text(state)
+    code, message = api.error(api.load, "sequence_accumulator")
+    assert "initial_state data_file '../../../../dev/zero' is outside" in message, (code, message)
+    assert api.model_ready("efficientnet_lite0_onnx") and api.model_ready("sequence_accumulator")
+
+
+@pytest.mark.parametrize("proto", PROTOS)
 def test_config_override_is_auto_completed_like_config_pbtxt(ferrite, connect, repo, proto):
     # The issue's case: an override that names no platform, on a folder with 1/model.onnx,
     # goes through the same platform detection and auto-complete as config.pbtxt.
@@ -391,8 +421,25 @@ def test_file_override_needs_config_and_stays_inside(ferrite, connect, repo, pri
         code, message = api.error(api.load, "fresh", config=simple_config_json(),
                                   files={"file:1/model.onnx": onnx, bad: b"x"})
         assert code == "INVALID_ARGUMENT", (bad, code, message)
-        assert "outside the model directory" in message and bad in message, (bad, message)
+        assert message.startswith(f"Invalid file parameter '{bad}' with normalized path '"), message
+        assert message.endswith("' must stay within model directory."), message
     assert not (private_tmpdir / "x").exists() and not (private_tmpdir.parent / "x").exists()
+    assert load_dirs(private_tmpdir) == [], "a refused load left its files"
+
+    # The model name becomes a folder: a path is refused before anything is written
+    # (Triton's CVE-2023-31036 class).
+    target = private_tmpdir / "target"
+    for name in (str(target), "../target", "a/b", ".."):
+        code, message = api.error(api.load, name, config="{}", files={"file:written.txt": b"x"})
+        if proto == "http" and "/" in name:
+            # Over HTTP a name with '/' is another URL: no route (404), as in Triton.
+            assert code == "NOT_FOUND", (name, code, message)
+            continue
+        assert code == "INVALID_ARGUMENT", (name, code, message)
+        assert message == (f"invalid model name '{name}', model name must not contain path "
+                           "traversal characters"), message
+    assert not (target / "written.txt").exists() and not target.exists()
+    assert not (private_tmpdir.parent / "target").exists()
 
     # a name no file system holds is the request's fault, answered as Triton answers it
     long_name = "file:1/" + "a" * 300 + ".onnx"

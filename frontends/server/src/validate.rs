@@ -291,7 +291,9 @@ fn check_model(dir: &ModelDir, strict: bool) -> Report {
         if output.label_filename.is_empty() {
             continue;
         }
-        if let Err(e) = repository::read_labels(&dir.path, &output.label_filename) {
+        if let Err(e) =
+            repository::read_labels(&dir.path, &output.label_filename, &output.name, &dir.name)
+        {
             report
                 .errors
                 .push(format!("output[{i}].label_filename: {}", e.message()));
