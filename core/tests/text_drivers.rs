@@ -61,7 +61,13 @@ fn add_model(repo: &Path, name: &str, files: &[&str], config: Option<&str>) {
     };
     std::fs::write(to.join("config.pbtxt"), text).unwrap();
     for file in files {
-        std::os::unix::fs::symlink(from.join(file), to.join(file)).unwrap();
+        // Label files are copied: they must be inside the model folder, symlinks resolved
+        // (as Triton checks them); the large model files are linked.
+        if file.ends_with(".txt") {
+            std::fs::copy(from.join(file), to.join(file)).unwrap();
+        } else {
+            std::os::unix::fs::symlink(from.join(file), to.join(file)).unwrap();
+        }
     }
 }
 
