@@ -34,10 +34,9 @@ pub fn execute(
     instance: &mut OnnxInstance,
     batch: &mut Batch<'_>,
 ) -> Result<()> {
-    if !model.ragged.is_empty() {
-        return execute_ragged(model, instance, batch);
-    }
-    if model.batching && batch.len() > 1 {
+    // Ragged models run every batch whole, also a batch of one (the model takes ragged inputs
+    // flat and batch inputs beside them).
+    if (model.batching && batch.len() > 1) || !model.ragged.is_empty() {
         return execute_batched(model, instance, batch);
     }
     for i in 0..batch.len() {
@@ -69,60 +68,11 @@ pub fn execute(
     Ok(())
 }
 
+/// The whole batch in one run: inputs gathered along the batch dimension, outputs split back
+/// into the requests' rows. With Triton's ragged batching, ragged inputs are concatenated flat
+/// (`[total element count]`), batch inputs are made beside them, and batch outputs are cut by
+/// their source input's shapes.
 fn execute_batched(
-    model: &OnnxModel,
-    instance: &mut OnnxInstance,
-    batch: &mut Batch<'_>,
-) -> Result<()> {
-    let names: Vec<String> = batch
-        .request(0)
-        .inputs()
-        .map(|t| t.name.to_string())
-        .collect();
-    let mut inputs = Vec::with_capacity(names.len());
-    let mut batch_sizes = Vec::new();
-    if instance.scratch.len() < names.len() {
-        instance.scratch.resize_with(names.len(), Vec::new);
-    }
-    let OnnxInstance { session, scratch } = instance;
-    for (name, buf) in names.iter().zip(scratch.iter_mut()) {
-        let g = batch.gather_into(name, buf)?;
-        batch_sizes = g.batch_sizes.clone();
-        inputs.push(Input {
-            name,
-            datatype: g.datatype,
-            shape: g.shape,
-            data: g.data,
-        });
-    }
-    let requests: Vec<_> = batch.requests().collect();
-    let wanted = |name: &str| requests.iter().any(|r| r.wants_output(name));
-    batch.mark_infer_start();
-    let outputs = run(session, model, &inputs, &wanted)?;
-    batch.mark_infer_end();
-    let mut responses: Vec<Response> = (0..batch.len())
-        .map(|i| batch.respond(i))
-        .collect::<Result<_>>()?;
-    for o in &outputs {
-        batch.scatter(
-            &mut responses,
-            &batch_sizes,
-            &o.name,
-            o.datatype,
-            &o.shape,
-            &o.data,
-        )?;
-    }
-    for r in responses {
-        r.send()?;
-    }
-    Ok(())
-}
-
-/// A model with ragged inputs, batch inputs or batch outputs (Triton's ragged batching): the
-/// whole batch in one run, also a batch of one request, since the model takes ragged inputs
-/// flat (`[total element count]`) and batch inputs beside them.
-fn execute_ragged(
     model: &OnnxModel,
     instance: &mut OnnxInstance,
     batch: &mut Batch<'_>,

@@ -133,11 +133,7 @@ impl Ragged {
                 source,
             });
         }
-        let batching = config
-            .get("max_batch_size")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            > 0;
+        let batching = ferrite_driver_sdk::config::batching(config);
         let mut batch_outputs = Vec::new();
         for b in list("batch_output") {
             let targets = strings(b.get("target_name"));
