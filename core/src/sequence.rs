@@ -725,7 +725,7 @@ impl<J: SequenceJob> Sequencer<J> {
     }
 
     /// Notes that a batch waits until `at`.
-    fn wait_until(table: &mut Table<J>, at: Instant) {
+    fn note_due(table: &mut Table<J>, at: Instant) {
         table.wake_at = Some(table.wake_at.map_or(at, |w| w.min(at)));
     }
 
@@ -805,7 +805,7 @@ impl<J: SequenceJob> Sequencer<J> {
             && (ready as f32) / (self.config.max_batch as f32) < utilization
             && oldest.elapsed() < self.config.max_delay
         {
-            Self::wait_until(table, oldest + self.config.max_delay);
+            Self::note_due(table, oldest + self.config.max_delay);
             return None;
         }
         // The first ready slot's request gives the shapes of the batch and of its nulls.
@@ -872,7 +872,7 @@ impl<J: SequenceJob> Sequencer<J> {
             crate::batcher::Decision::Send(positions, _) => positions,
             crate::batcher::Decision::Wait(due) => {
                 if let Some(at) = due {
-                    Self::wait_until(table, at);
+                    Self::note_due(table, at);
                 }
                 return None;
             }

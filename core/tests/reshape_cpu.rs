@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{built, f32s, present, target, workspace};
+use common::{built, f32s, int32, ints, present, target, workspace};
 use ferrite_core::{
     DataType, InferenceRequest, ModelState, RequestedOutput, Server, ServerOptions, Tensor,
 };
@@ -55,18 +55,6 @@ fn repo(models: &[(&str, Option<&str>)]) -> Option<(tempfile::TempDir, Server)> 
 fn fp32(name: &str, shape: Vec<i64>, values: &[f32]) -> Tensor {
     let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     Tensor::new(name, DataType::Fp32, shape, Bytes::from(data))
-}
-
-fn int32(name: &str, shape: Vec<i64>, values: &[i32]) -> Tensor {
-    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Tensor::new(name, DataType::Int32, shape, Bytes::from(data))
-}
-
-fn ints(t: &Tensor) -> Vec<i32> {
-    t.data
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 fn request(model: &str, inputs: Vec<Tensor>) -> InferenceRequest {

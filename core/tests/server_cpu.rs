@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{built, target, workspace};
+use common::{built, int32, ints, target, workspace};
 use ferrite_core::{
     DataType, ErrorCode, InferenceRequest, ModelState, RequestedOutput, Server, ServerOptions,
     Tensor,
@@ -22,18 +22,6 @@ fn server() -> Option<Server> {
         ..Default::default()
     };
     Some(Server::start(options).expect("server starts"))
-}
-
-fn int32(name: &str, shape: Vec<i64>, values: &[i32]) -> Tensor {
-    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Tensor::new(name, DataType::Int32, shape, Bytes::from(data))
-}
-
-fn ints(t: &Tensor) -> Vec<i32> {
-    t.data
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
-        .collect()
 }
 
 fn simple_request(batch: i64) -> InferenceRequest {

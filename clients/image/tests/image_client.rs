@@ -245,12 +245,23 @@ fn parse_output(text: &str) -> Vec<Request> {
 /// expected.json's top3 for an image: `key` "top3" ((x - 127) / 128, `-s LITE`) or
 /// "top3_inception" (`-s INCEPTION`).
 fn expected(image: &str, key: &str) -> Vec<(i64, String, f64)> {
+    expected_at(&format!("/images/{image}/{key}"))
+}
+
+/// expected.json's top-3 of Triton's quick-start photo through densenet_onnx (`-s
+/// INCEPTION`, Triton's labels).
+fn expected_quick_start() -> Vec<(i64, String, f64)> {
+    expected_at("/densenet_onnx/images/mug.jpg/top3_inception")
+}
+
+/// The classes expected.json lists at JSON `pointer`: (index, label, score).
+fn expected_at(pointer: &str) -> Vec<(i64, String, f64)> {
     let text = std::fs::read_to_string(workspace().join("scripts/models/expected.json"))
         .expect("scripts/models/expected.json");
     let v: Value = serde_json::from_str(&text).unwrap();
-    v["images"][image][key]
-        .as_array()
-        .unwrap()
+    v.pointer(pointer)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("expected.json has no {pointer} (scripts/setup.sh writes it)"))
         .iter()
         .map(|c| {
             (
@@ -286,26 +297,6 @@ fn assert_classes_within(
             got.score
         );
     }
-}
-
-/// expected.json's top-3 of Triton's quick-start photo through densenet_onnx (`-s
-/// INCEPTION`, Triton's labels).
-fn expected_quick_start() -> Vec<(i64, String, f64)> {
-    let text = std::fs::read_to_string(workspace().join("scripts/models/expected.json"))
-        .expect("scripts/models/expected.json");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["densenet_onnx"]["images"]["mug.jpg"]["top3_inception"]
-        .as_array()
-        .expect("expected.json has densenet_onnx's mug.jpg (scripts/setup.sh writes it)")
-        .iter()
-        .map(|c| {
-            (
-                c["index"].as_i64().unwrap(),
-                c["label"].as_str().unwrap().to_owned(),
-                c["score"].as_f64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn image_name(path: &str) -> &str {

@@ -63,3 +63,24 @@ pub fn f32s(t: &ferrite_core::Tensor) -> Vec<f32> {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect()
 }
+
+/// An INT32 tensor of `values`.
+#[allow(dead_code)] // not every test binary sends INT32 inputs
+pub fn int32(name: &str, shape: Vec<i64>, values: &[i32]) -> ferrite_core::Tensor {
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    ferrite_core::Tensor::new(
+        name,
+        ferrite_core::DataType::Int32,
+        shape,
+        bytes::Bytes::from(data),
+    )
+}
+
+/// A tensor's data as little-endian i32 values.
+#[allow(dead_code)] // not every test binary reads INT32 outputs
+pub fn ints(t: &ferrite_core::Tensor) -> Vec<i32> {
+    t.data
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
